@@ -1,0 +1,154 @@
+/**
+ * Three transports wired together in one process. Delivery is asynchronous
+ * (a microtask later), so three parties driven by `Promise.all` interleave as
+ * they would over sockets, and byte counts equal what a socket would carry as
+ * payload.
+ */
+import { AbortedError, PartyError, SessionClosedError, TimeoutError } from './errors.ts';
+import { checkPartyIndex, newStats, type PartyIndex, type RecvOptions, type Transport, type TransportStats } from './transport.ts';
+
+export interface MemoryTransportOptions {
+  /** Default receive timeout in milliseconds (default 30 000). */
+  timeoutMs?: number;
+}
+
+interface Waiter {
+  resolve: (m: Uint8Array) => void;
+  reject: (e: Error) => void;
+}
+
+/** One direction between two parties: a FIFO of messages and at most one waiting receiver. */
+class Channel {
+  readonly queue: Uint8Array[] = [];
+  waiter: Waiter | null = null;
+  closedReason: string | null = null;
+
+  push(m: Uint8Array): void {
+    const w = this.waiter;
+    if (w) {
+      this.waiter = null;
+      w.resolve(m);
+    } else this.queue.push(m);
+  }
+
+  fail(reason: string): void {
+    this.closedReason ??= reason;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(new SessionClosedError(reason));
+  }
+}
+
+class MemoryTransport implements Transport {
+  readonly party: PartyIndex;
+  readonly stats: TransportStats = newStats();
+  private readonly hub: Hub;
+  private closed: string | null = null;
+
+  constructor(hub: Hub, party: PartyIndex) {
+    this.hub = hub;
+    this.party = party;
+  }
+
+  send(to: PartyIndex, payload: Uint8Array): void {
+    checkPartyIndex(to, 'send target');
+    if (to === this.party) throw new PartyError(`party ${this.party} cannot send to itself`);
+    if (this.closed !== null) throw new SessionClosedError(`send on closed session (party ${this.party}: ${this.closed})`);
+    this.stats.bytesSent += payload.byteLength;
+    this.stats.messagesSent++;
+    const ch = this.hub.channel(this.party, to);
+    if (ch.closedReason !== null) return; // the receiver has gone; like a socket, the bytes are dropped
+    const copy = payload.slice(); // what a socket would carry: later writes to the caller's buffer must not leak through
+    queueMicrotask(() => ch.push(copy));
+  }
+
+  recv(from: PartyIndex, options: RecvOptions = {}): Promise<Uint8Array> {
+    try {
+      checkPartyIndex(from, 'receive source');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (from === this.party) return Promise.reject(new PartyError(`party ${this.party} cannot receive from itself`));
+    const ch = this.hub.channel(from, this.party);
+    const m = ch.queue.shift();
+    if (m !== undefined) return this.count(Promise.resolve(m));
+    if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
+    if (ch.closedReason !== null) return Promise.reject(new SessionClosedError(ch.closedReason));
+    if (ch.waiter) return Promise.reject(new PartyError(`party ${this.party} already has a pending receive from party ${from}`));
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(new AbortedError(`receive from party ${from} aborted`, signal.reason));
+    const timeoutMs = options.timeoutMs ?? this.hub.timeoutMs;
+    return this.count(
+      new Promise<Uint8Array>((resolve, reject) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        };
+        const onAbort = () => {
+          ch.waiter = null;
+          done();
+          reject(new AbortedError(`receive from party ${from} aborted`, signal?.reason));
+        };
+        const timer = setTimeout(() => {
+          ch.waiter = null;
+          done();
+          reject(new TimeoutError(`party ${this.party}: no message from party ${from} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        ch.waiter = {
+          resolve: (msg) => {
+            done();
+            resolve(msg);
+          },
+          reject: (e) => {
+            done();
+            reject(e);
+          },
+        };
+      }),
+    );
+  }
+
+  private async count(p: Promise<Uint8Array>): Promise<Uint8Array> {
+    const m = await p;
+    this.stats.bytesReceived += m.byteLength;
+    this.stats.messagesReceived++;
+    return m;
+  }
+
+  close(reason = 'closed'): void {
+    if (this.closed !== null) return;
+    this.closed = reason;
+    for (const other of [0, 1, 2] as PartyIndex[]) {
+      if (other === this.party) continue;
+      // Our own pending receives fail now; peers fail once they have drained what we sent.
+      this.hub.channel(other, this.party).fail(`session closed by party ${this.party}: ${reason}`);
+      const out = this.hub.channel(this.party, other);
+      queueMicrotask(() => out.fail(`party ${this.party} closed the session: ${reason}`));
+    }
+  }
+}
+
+class Hub {
+  readonly timeoutMs: number;
+  private readonly channels = new Map<number, Channel>();
+
+  constructor(timeoutMs: number) {
+    this.timeoutMs = timeoutMs;
+  }
+
+  channel(from: PartyIndex, to: PartyIndex): Channel {
+    const key = from * 3 + to;
+    let ch = this.channels.get(key);
+    if (!ch) this.channels.set(key, (ch = new Channel()));
+    return ch;
+  }
+}
+
+/** Creates the three connected transports of one in-memory session. */
+export function createMemoryTransports(options: MemoryTransportOptions = {}): [Transport, Transport, Transport] {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${timeoutMs}`);
+  const hub = new Hub(timeoutMs);
+  return [new MemoryTransport(hub, 0), new MemoryTransport(hub, 1), new MemoryTransport(hub, 2)];
+}

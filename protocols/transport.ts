@@ -1,0 +1,48 @@
+/**
+ * The engine's only view of the network: one Transport per session and party.
+ * Messages between a pair of parties arrive in order; every wait can time out
+ * or be aborted. The daemon supplies a libp2p implementation; tests and
+ * benchmarks use the in-memory one (memory-transport.ts).
+ */
+import { PartyError } from './errors.ts';
+
+export type PartyIndex = 0 | 1 | 2;
+export const PARTIES = 3;
+
+export interface RecvOptions {
+  /** Overrides the transport's default receive timeout for this wait. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface TransportStats {
+  bytesSent: number;
+  messagesSent: number;
+  bytesReceived: number;
+  messagesReceived: number;
+}
+
+export interface Transport {
+  /** This party's index in the session. */
+  readonly party: PartyIndex;
+  /**
+   * Queues `payload` for party `to`. Never blocks; the transport owns the bytes
+   * from here on (callers may not reuse the buffer). Throws SessionClosedError
+   * after close.
+   */
+  send(to: PartyIndex, payload: Uint8Array): void;
+  /** The next message from party `from`, in send order. Rejects with TimeoutError, AbortedError or SessionClosedError. */
+  recv(from: PartyIndex, options?: RecvOptions): Promise<Uint8Array>;
+  /** Ends the session for this party: pending and later receives fail, peers see the close. Idempotent. */
+  close(reason?: string): void;
+  readonly stats: TransportStats;
+}
+
+export function checkPartyIndex(i: number, what = 'party index'): PartyIndex {
+  if (i !== 0 && i !== 1 && i !== 2) throw new PartyError(`${what} must be 0, 1 or 2 (a session has exactly ${PARTIES} parties), got ${i}`);
+  return i;
+}
+
+export function newStats(): TransportStats {
+  return { bytesSent: 0, messagesSent: 0, bytesReceived: 0, messagesReceived: 0 };
+}
