@@ -74,14 +74,19 @@ async function truncate3of3(p: Party, z: BigInt64Array, d: number, shape: Shape)
   return truncateTwoParty(p, u, n, d, shape);
 }
 
-/** Fixed-point product x·y / 2^f. */
-export async function mulFx(p: Party, x: AShare, y: AShare): Promise<AShare> {
+/** ⌊x·y / 2^d⌋ (± 1 unit): a product and its truncation in 2 rounds. */
+export async function mulTrunc(p: Party, x: AShare, y: AShare, d: number): Promise<AShare> {
   if (!sameShape(x.shape, y.shape)) {
     const shape = broadcastShape(x.shape, y.shape, 'mul');
     x = broadcastShare(x, shape);
     y = broadcastShare(y, shape);
   }
-  return truncate3of3(p, mulLocal(p, x, y), p.fracBits, x.shape);
+  return truncate3of3(p, mulLocal(p, x, y), d, x.shape);
+}
+
+/** Fixed-point product x·y / 2^f. */
+export function mulFx(p: Party, x: AShare, y: AShare): Promise<AShare> {
+  return mulTrunc(p, x, y, p.fracBits);
 }
 
 /** Fixed-point matrix product (x @ y) / 2^f. */
