@@ -214,7 +214,10 @@ export function xorPublic(p: Party, x: BShare, c: Uint32Array): BShare {
   checkPublic(x, c, 'xorPublic');
   const a = x.a.slice(), b = x.b.slice();
   const target = p.index === 0 ? a : p.index === 2 ? b : null;
-  if (target) for (let i = 0; i < target.length; i++) target[i] ^= c[i];
+  if (target) {
+    for (let i = 0; i < target.length; i++) target[i] ^= c[i];
+    clearPads(target, x.width, x.n);
+  }
   return new BShare(a, b, x.width, x.shape);
 }
 
@@ -286,6 +289,11 @@ export function concatPlanes(xs: readonly BShare[]): BShare {
 
 // ------------------------------------------------------------ interactive
 
+/** z[oz + w] ^= x ∧ y cross terms of one plane range (the inner loop of every AND). */
+function andCrossInto(z: Uint32Array, oz: number, xa: Uint32Array, xb: Uint32Array, ox: number, ya: Uint32Array, yb: Uint32Array, oy: number, len: number): void {
+  for (let w = 0; w < len; w++) z[oz + w] ^= (xa[ox + w] & (ya[oy + w] ^ yb[oy + w])) ^ (xb[ox + w] & ya[oy + w]);
+}
+
 /**
  * Local part of x ∧ y (ABY3): z_i = x_i y_i ⊕ x_i y_{i+1} ⊕ x_{i+1} y_i ⊕ α_i,
  * a 3-out-of-3 XOR sharing of x ∧ y; α is an XOR zero-sharing from the pairwise
@@ -295,9 +303,36 @@ export function andLocal(p: Party, x: BShare, y: BShare): Uint32Array {
   checkSame(x, y, 'and');
   const m = x.a.length;
   const z = p.rand.zeroWords(m);
-  const xa = x.a, xb = x.b, ya = y.a, yb = y.b;
-  for (let i = 0; i < m; i++) z[i] ^= (xa[i] & (ya[i] ^ yb[i])) ^ (xb[i] & ya[i]);
+  andCrossInto(z, 0, x.a, x.b, 0, y.a, y.b, 0, m);
   return clearPads(z, x.width, x.n);
+}
+
+/** A plane of a share: (share, plane index). */
+export type PlaneRef = readonly [BShare, number];
+
+/**
+ * left[t] ∧ right[t] for every t, as one share of left.length planes, in one
+ * round: the way a circuit level packs its independent ANDs into one message
+ * without first copying the operands into contiguous shares.
+ */
+export async function andPlanes(p: Party, left: readonly PlaneRef[], right: readonly PlaneRef[], shape?: Shape): Promise<BShare> {
+  if (left.length !== right.length) throw new ShapeError(`andPlanes: ${left.length} left and ${right.length} right planes`);
+  if (left.length === 0 && !shape) throw new ShapeError('andPlanes: no planes and no shape');
+  const outShape = shape ?? left[0][0].shape, n = sizeOf(outShape), W = wordsFor(n);
+  // Validate everything before drawing randomness, so a refused call leaves the PRF streams in step.
+  for (let t = 0; t < left.length; t++) {
+    const [x, kx] = left[t], [y, ky] = right[t];
+    if (x.n !== n || y.n !== n) throw new ShapeError(`andPlanes: planes of ${x.n} and ${y.n} elements for shape ${formatShape(outShape)}`);
+    if (!(Number.isInteger(kx) && Number.isInteger(ky) && kx >= 0 && kx < x.width && ky >= 0 && ky < y.width)) {
+      throw new ShapeError(`andPlanes: planes ${kx} and ${ky} of ${x.width}- and ${y.width}-plane shares`);
+    }
+  }
+  const z = p.rand.zeroWords(left.length * W);
+  for (let t = 0; t < left.length; t++) {
+    const [x, kx] = left[t], [y, ky] = right[t];
+    andCrossInto(z, t * W, x.a, x.b, kx * W, y.a, y.b, ky * W, W);
+  }
+  return reshareBits(p, clearPads(z, left.length, n), left.length, outShape);
 }
 
 /** 3-out-of-3 → replicated: party i sends z_i to party i−1 (1 round, one bit per bit). */

@@ -6,7 +6,7 @@
  *
  * Costs for n elements (bytes summed over the three parties, W = ⌈n/32⌉):
  *   ltz           8 rounds   2428·W
- *   lessThan     10 rounds   2428·W + 32·n      (msb, then bit injection)
+ *   lessThan     10 rounds   2428·W + 24·n      (msb, then bit injection)
  *   relu         10 rounds   2428·W + 56·n      (msb, then the fused x·bit)
  *   maxPairwise  10 rounds   2428·W + 56·n
  *   select        1 round    24·n
