@@ -208,6 +208,13 @@ function specs(quick: boolean): OpSpec[] {
   return list;
 }
 
+/** Full-range ring elements from two uniform 32-bit limbs each. */
+function fullRange(n: number, seed: number): BigInt64Array {
+  const out = new BigInt64Array(n);
+  new Uint32Array(out.buffer).set(uniform(2 * n, 0, 4294967296, seed));
+  return out;
+}
+
 interface MatmulRow {
   m: number;
   k: number;
@@ -234,9 +241,7 @@ async function matmulTable(sizes: number[]): Promise<MatmulRow[]> {
   const limb = await OrtBackend.create({ matmul: 'limb' });
   const rows: MatmulRow[] = [];
   for (const s of sizes) {
-    const a = new RingTensor(new BigInt64Array(s * s).map((_, i) => BigInt(i * 2654435761) * 0x9e3779b97f4a7c15n), [s, s]).data;
-    const A = new RingTensor(BigInt64Array.from(a, (v) => BigInt.asIntN(64, v)), [s, s]);
-    const B = new RingTensor(A.data.slice().reverse(), [s, s]);
+    const A = new RingTensor(fullRange(s * s, 22), [s, s]), B = new RingTensor(fullRange(s * s, 23), [s, s]);
     const fa = uniform(s * s, -1, 1, 20), fb = uniform(s * s, -1, 1, 21);
     rows.push({
       m: s, k: s, n: s,

@@ -48,10 +48,3 @@ export async function batchPairs(p: Party, op: BinaryProtocol, xs: readonly ASha
   });
   return splitFlat(await op(p, concatFlat(left), concatFlat(right)), shapes);
 }
-
-type UnaryProtocol = (p: Party, x: AShare) => Promise<AShare>;
-
-/** Applies an elementwise protocol to several tensors in one call. */
-export async function batchUnary(p: Party, op: UnaryProtocol, xs: readonly AShare[]): Promise<AShare[]> {
-  return splitFlat(await op(p, concatFlat(xs)), xs.map((x) => x.shape));
-}
