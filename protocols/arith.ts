@@ -73,10 +73,12 @@ export function dealShares(x: RingTensor): [SharePair, SharePair, SharePair] {
 export function reconstruct(pairs: readonly SharePair[]): RingTensor {
   if (pairs.length !== 3) throw new PartyError(`reconstruct needs the pairs of all 3 parties, got ${pairs.length}`);
   const shape = pairs[0].shape;
-  for (let i = 0; i < 3; i++) {
-    const p = pairs[i], q = pairs[(i + 1) % 3];
+  pairs.forEach((p, i) => {
     if (!sameShape(p.shape, shape)) throw new ShapeError(`reconstruct: party ${i} sent shape ${formatShape(p.shape)}, party 0 sent ${formatShape(shape)}`);
     if (p.a.length !== sizeOf(shape) || p.b.length !== sizeOf(shape)) throw new ShapeError(`reconstruct: party ${i}'s pair does not fit ${formatShape(shape)}`);
+  });
+  for (let i = 0; i < 3; i++) {
+    const p = pairs[i], q = pairs[(i + 1) % 3];
     for (let k = 0; k < p.b.length; k++) {
       if (p.b[k] !== q.a[k]) throw new ProtocolError(`reconstruct: component ${(i + 1) % 3} differs between parties ${i} and ${(i + 1) % 3} at element ${k}`);
     }

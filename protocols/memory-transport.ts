@@ -69,10 +69,10 @@ class MemoryTransport implements Transport {
       return Promise.reject(e);
     }
     if (from === this.party) return Promise.reject(new PartyError(`party ${this.party} cannot receive from itself`));
+    if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
     const ch = this.hub.channel(from, this.party);
     const m = ch.queue.shift();
     if (m !== undefined) return this.count(Promise.resolve(m));
-    if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
     if (ch.closedReason !== null) return Promise.reject(new SessionClosedError(ch.closedReason));
     if (ch.waiter) return Promise.reject(new PartyError(`party ${this.party} already has a pending receive from party ${from}`));
     const { signal } = options;

@@ -94,6 +94,7 @@ export class Party {
    */
   static async setup(transport: Transport, opts: PartyOptions = {}): Promise<Party> {
     const i = checkPartyIndex(transport.party);
+    checkFracBits(opts.fracBits ?? DEFAULT_FRAC_BITS); // before any key leaves: a bad option must not burn the peers' setup
     const prev = ((i + 2) % 3) as PartyIndex, next = ((i + 1) % 3) as PartyIndex;
     const own = randomBytes(16), mine = randomBytes(16);
     transport.send(prev, concatBytes(own, mine));

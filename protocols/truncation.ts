@@ -26,6 +26,7 @@ import { AShare, broadcastShare, matmulLocal, mulLocal, mulPublicScalar } from '
 import { asRing, type Party } from './party.ts';
 import { addInto, negInto, sarInto, sameShape, broadcastShape, subInto, type Shape } from './ring.ts';
 import { encodeScalar } from './fixed.ts';
+import { RangeError64 } from './errors.ts';
 
 /**
  * Re-shares the two-party truncation: u is party 0's u0 or party 1's u1 (null at party 2).
@@ -52,8 +53,14 @@ async function truncateTwoParty(p: Party, u: BigInt64Array | null, n: number, d:
   return new AShare(s, y2, shape);
 }
 
+/** Every party checks d before any message moves, so a bad d fails everywhere instead of stalling party 2. */
+function checkShift(d: number): void {
+  if (!Number.isInteger(d) || d < 0 || d > 62) throw new RangeError64(`truncation shift must be an integer in [0, 62], got ${d}`);
+}
+
 /** ⌊x / 2^d⌋ (± 1 unit, see the error bound above): 1 round. */
 export async function truncate(p: Party, x: AShare, d: number = p.fracBits): Promise<AShare> {
+  checkShift(d);
   if (d === 0) return x;
   const u = p.index === 0 ? x.a : p.index === 1 ? addInto(new BigInt64Array(x.size), x.a, x.b) : null;
   return truncateTwoParty(p, u, x.size, d, x.shape);
@@ -76,6 +83,7 @@ async function truncate3of3(p: Party, z: BigInt64Array, d: number, shape: Shape)
 
 /** ⌊x·y / 2^d⌋ (± 1 unit): a product and its truncation in 2 rounds. */
 export async function mulTrunc(p: Party, x: AShare, y: AShare, d: number): Promise<AShare> {
+  checkShift(d);
   if (!sameShape(x.shape, y.shape)) {
     const shape = broadcastShape(x.shape, y.shape, 'mul');
     x = broadcastShare(x, shape);
