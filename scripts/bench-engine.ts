@@ -28,6 +28,8 @@ import { OrtBackend } from '../protocols/backend-ort.ts';
 import { matmulReference } from '../protocols/backend-js.ts';
 import { RingTensor, type Shape } from '../protocols/ring.ts';
 import type { ComputeBackend } from '../protocols/backend.ts';
+import { uniform } from '../test/helpers/three-parties.ts';
+import { geluErf, layerNormRows, softmaxRows } from '../test/helpers/float-reference.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,19 +50,6 @@ const MP_SPDZ: Record<string, { s: number; mb: number }> = {
   gelu_65536: { s: 0.59, mb: 51 },
   exp_65536: { s: 0.44, mb: 85 },
 };
-
-function uniform(n: number, lo: number, hi: number, seed: number): Float64Array {
-  let s = seed >>> 0;
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo));
-  }
-  return out;
-}
 
 interface OpResult {
   name: string;
@@ -132,30 +121,6 @@ async function runOp(backend: ComputeBackend, spec: OpSpec): Promise<OpResult> {
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const q = (v: number) => Math.round(v * 65536) / 65536; // what the encoder feeds the protocol
 
-function rowsOf(x: Float64Array, cols: number, fn: (row: Float64Array) => Float64Array): Float64Array {
-  const out = new Float64Array(x.length);
-  for (let r = 0; r < x.length / cols; r++) out.set(fn(x.subarray(r * cols, (r + 1) * cols)), r * cols);
-  return out;
-}
-
-function erf(x: number): number {
-  const z = Math.abs(x);
-  let r: number;
-  if (z < 3) {
-    let term = z, sum = z;
-    for (let n = 1; n < 80; n++) {
-      term *= (-z * z) / n;
-      sum += term / (2 * n + 1);
-    }
-    r = (2 / Math.sqrt(Math.PI)) * sum;
-  } else {
-    let cf = 0;
-    for (let n = 60; n >= 1; n--) cf = n / 2 / (z + cf);
-    r = 1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + cf);
-  }
-  return x < 0 ? -r : r;
-}
-
 function specs(quick: boolean): OpSpec[] {
   const s = (n: number) => (quick ? Math.max(64, n >> 4) : n);
   const list: OpSpec[] = [];
@@ -179,19 +144,10 @@ function specs(quick: boolean): OpSpec[] {
   {
     const rows = quick ? 16 : 128, cols = 128;
     const x = uniform(rows * cols, -20, 20, 7);
-    const want = rowsOf(x, cols, (row) => {
-      const m = Math.max(...row);
-      const e = row.map((v) => Math.exp(v - m));
-      const z = e.reduce((a, b) => a + b, 0);
-      return e.map((v) => v / z);
-    });
+    const want = softmaxRows(x, cols);
     list.push({ name: `softmax_${rows}x${cols}`, elements: rows * cols, inputs: [{ values: x, shape: [rows, cols] }], run: (p, [v]) => softmax(p, v), want: (i) => want[i] });
     const y = uniform(rows * cols, -10, 10, 8);
-    const wantLn = rowsOf(y, cols, (row) => {
-      const mean = row.reduce((a, b) => a + b, 0) / cols;
-      const v = row.reduce((a, b) => a + (b - mean) ** 2, 0) / cols;
-      return row.map((r) => (r - mean) / Math.sqrt(v + 1e-5));
-    });
+    const wantLn = layerNormRows(y, cols);
     list.push({ name: `layernorm_${rows}x${cols}`, elements: rows * cols, inputs: [{ values: y, shape: [rows, cols] }], run: (p, [v]) => layerNorm(p, v), want: (i) => wantLn[i] });
   }
   const n = s(65536);
@@ -199,7 +155,7 @@ function specs(quick: boolean): OpSpec[] {
     const x = logScale ? uniform(n, Math.log(lo), Math.log(hi), seed).map(Math.exp) : uniform(n, lo, hi, seed);
     list.push({ name: `${name}_${n}`, elements: n, inputs: [{ values: x, shape: [n] }], run, want: (i) => f(x[i]), relFloor });
   };
-  unary('gelu', -8, 8, 9, (p, [v]) => gelu(p, v), (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)));
+  unary('gelu', -8, 8, 9, (p, [v]) => gelu(p, v), geluErf);
   unary('exp', -16, 4, 10, (p, [v]) => exp(p, v), Math.exp, 2 ** -9);
   unary('reciprocal', 0.05, 100, 11, (p, [v]) => reciprocal(p, v), (x) => 1 / x, 0);
   unary('rsqrt', 0.01, 1000, 12, (p, [v]) => rsqrt(p, v), (x) => 1 / Math.sqrt(x), 0, true);

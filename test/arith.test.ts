@@ -1,21 +1,13 @@
 import t from 'tap';
 import {
-  AShare, add, addPublic, dealShares, fromPair, inputFrom, matmul, mul, mulPublic, neg, reconstruct, reveal, revealTo, sub, sumLastAxis, toPair,
+  add, addPublic, dealShares, inputFrom, matmul, mul, mulPublic, neg, reconstruct, reveal, revealTo, sub, sumLastAxis, toPair,
 } from '../protocols/arith.ts';
 import { matmulFx, mulFx, mulPublicFx, truncate } from '../protocols/truncation.ts';
 import { RingTensor, mul as ringMul, add as ringAdd } from '../protocols/ring.ts';
 import { decode, encode } from '../protocols/fixed.ts';
 import { matmulReference } from '../protocols/backend-js.ts';
 import { randomRing, runParties, uniform } from './helpers/three-parties.ts';
-import type { Party } from '../protocols/party.ts';
-
-/** Deals x once per tensor (memoised) so all three parties get pairs of the same sharing. */
-const dealt = new WeakMap<RingTensor, ReturnType<typeof dealShares>>();
-function share(p: Party, x: RingTensor): AShare {
-  let pairs = dealt.get(x);
-  if (!pairs) dealt.set(x, (pairs = dealShares(x)));
-  return fromPair(pairs[p.index]);
-}
+import { share } from './helpers/deal.ts';
 
 t.test('dealer shares reconstruct, and any single pair is not the secret', async (t) => {
   const x = new RingTensor(randomRing(100), [10, 10]);

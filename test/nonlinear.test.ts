@@ -5,29 +5,9 @@ import { rsqrt, sqrt } from '../protocols/nonlinear/rsqrt.ts';
 import { gelu, sigmoid, tanh } from '../protocols/nonlinear/activations.ts';
 import { softmax } from '../protocols/nonlinear/softmax.ts';
 import { layerNorm } from '../protocols/nonlinear/layernorm.ts';
-import { errors, evalFx } from './helpers/deal-once.ts';
+import { errors, evalFx } from './helpers/accuracy.ts';
+import { erf, geluErf, geluTanh, layerNormRows, softmaxRows } from './helpers/float-reference.ts';
 import { uniform } from './helpers/three-parties.ts';
-
-function erf(x: number): number {
-  // Abramowitz–Stegun 7.1.26 is too coarse for a reference; use a series/continued-fraction pair.
-  const z = Math.abs(x);
-  let r: number;
-  if (z < 3) {
-    let term = z, sum = z;
-    for (let n = 1; n < 80; n++) {
-      term *= (-z * z) / n;
-      sum += term / (2 * n + 1);
-    }
-    r = (2 / Math.sqrt(Math.PI)) * sum;
-  } else {
-    let cf = 0;
-    for (let n = 60; n >= 1; n--) cf = (n / 2) / (z + cf);
-    r = 1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + cf);
-  }
-  return x < 0 ? -r : r;
-}
-const geluErf = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
-const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 
 /** Inputs: a uniform sweep plus the range ends and zero. */
 function inputs(n: number, lo: number, hi: number, seed: number): Float64Array {
@@ -97,13 +77,7 @@ t.test('sigmoid and tanh: max abs error ≤ 2e-3 on [−20, 20]', async (t) => {
 t.test('softmax: max abs error ≤ 1e-2 on rows from [−20, 20], along any axis', async (t) => {
   const rows = 16, cols = 33;
   const x = uniform(rows * cols, -20, 20, 36);
-  const want = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) {
-    const row = x.subarray(r * cols, (r + 1) * cols);
-    const m = Math.max(...row);
-    const z = row.reduce((s, v) => s + Math.exp(v - m), 0);
-    for (let c = 0; c < cols; c++) want[r * cols + c] = Math.exp(row[c] - m) / z;
-  }
+  const want = softmaxRows(x, cols);
   const { out, shape } = await evalFx(x, [rows, cols], (p, s) => softmax(p, s, -1));
   t.same(shape, [rows, cols]);
   t.ok(errors(x, out, (_, i) => want[i]).maxAbs <= 1e-2, 'last axis');
@@ -121,13 +95,7 @@ t.test('softmax: max abs error ≤ 1e-2 on rows from [−20, 20], along any axis
 t.test('LayerNorm: max abs error ≤ 1e-2 on rows of 128 values in [−10, 10], with γ, β', async (t) => {
   const rows = 8, n = 128;
   const x = uniform(rows * n, -10, 10, 37);
-  const want = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) {
-    const row = x.subarray(r * n, (r + 1) * n);
-    const mean = row.reduce((s, v) => s + v, 0) / n;
-    const v = row.reduce((s, q) => s + (q - mean) ** 2, 0) / n;
-    for (let c = 0; c < n; c++) want[r * n + c] = (row[c] - mean) / Math.sqrt(v + 1e-5);
-  }
+  const want = layerNormRows(x, n);
   const { out } = await evalFx(x, [rows, n], (p, s) => layerNorm(p, s));
   const e = errors(x, out, (_, i) => want[i]);
   t.ok(e.maxAbs <= 1e-2, `max abs err ${e.maxAbs}`);

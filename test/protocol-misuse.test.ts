@@ -20,16 +20,7 @@ import { decode, encode } from '../protocols/fixed.ts';
 import type { PartyIndex } from '../protocols/transport.ts';
 import { randomRing, setupParties } from './helpers/three-parties.ts';
 import { dealer } from './helpers/deal.ts';
-
-/** The rejection reason of `p` (fails the test if `p` resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected the promise to reject, but it resolved');
-}
+import { rejection } from './helpers/async.ts';
 
 function thrown(fn: () => unknown): unknown {
   try {

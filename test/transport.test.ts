@@ -7,16 +7,7 @@ import t from 'tap';
 import { createMemoryTransports } from '../protocols/memory-transport.ts';
 import { AbortedError, PartyError, QmpcError, SessionClosedError, TimeoutError } from '../protocols/errors.ts';
 import type { PartyIndex, Transport } from '../protocols/transport.ts';
-
-/** The rejection reason of `p` (fails the test if `p` resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected the promise to reject, but it resolved');
-}
+import { rejection } from './helpers/async.ts';
 
 /** Resolves to 'pending' if `p` has not settled after a few macrotask turns. */
 async function settled(p: Promise<unknown>): Promise<'pending' | 'resolved' | 'rejected'> {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { reveal } from '../protocols/arith.ts';
 import { truncate } from '../protocols/truncation.ts';
 import { RingTensor } from '../protocols/ring.ts';
-import { shareOf } from './helpers/deal-once.ts';
+import { share } from './helpers/deal.ts';
 import { runParties } from './helpers/three-parties.ts';
 
 /**
@@ -12,7 +12,7 @@ import { runParties } from './helpers/three-parties.ts';
  */
 async function truncationOutcomes(value: bigint, n: number, d: number) {
   const x = new RingTensor(new BigInt64Array(n).fill(value), [n]);
-  const [r] = await runParties(async (p) => reveal(p, await truncate(p, shareOf(p, x), d)));
+  const [r] = await runParties(async (p) => reveal(p, await truncate(p, share(p, x), d)));
   const exact = value >> BigInt(d);
   let offByOne = 0, wrong = 0;
   for (const v of r.data) {

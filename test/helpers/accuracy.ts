@@ -1,22 +1,15 @@
-/** Deals a tensor once and hands each party its own pair, so all three hold the same sharing. */
-import { AShare, dealShares, fromPair, reveal } from '../../protocols/arith.ts';
+/** Evaluating a secure function on dealt fixed-point inputs and measuring its error against float64. */
+import { reveal, type AShare } from '../../protocols/arith.ts';
 import { decode, encode } from '../../protocols/fixed.ts';
 import type { Party } from '../../protocols/party.ts';
-import type { RingTensor, Shape } from '../../protocols/ring.ts';
+import type { Shape } from '../../protocols/ring.ts';
+import { share } from './deal.ts';
 import { runParties } from './three-parties.ts';
-
-const dealt = new WeakMap<RingTensor, ReturnType<typeof dealShares>>();
-
-export function shareOf(p: Party, x: RingTensor): AShare {
-  let pairs = dealt.get(x);
-  if (!pairs) dealt.set(x, (pairs = dealShares(x)));
-  return fromPair(pairs[p.index]);
-}
 
 /** Runs `fn` on dealt fixed-point shares of `values` and returns the decoded opened result. */
 export async function evalFx(values: ArrayLike<number>, shape: Shape, fn: (p: Party, x: AShare) => Promise<AShare>): Promise<{ out: Float64Array; shape: Shape }> {
   const x = encode(values, shape);
-  const [r] = await runParties(async (p) => reveal(p, await fn(p, shareOf(p, x))));
+  const [r] = await runParties(async (p) => reveal(p, await fn(p, share(p, x))));
   return { out: decode(r), shape: r.shape };
 }
 
