@@ -13,12 +13,12 @@
  *   maxLastAxis  10·⌈log2 cols⌉ rounds; each level is one maxPairwise on
  *                rows·⌊m/2⌋ pairs (m = the row length at that level).
  */
-import { AShare, add, mul, sub } from './arith.ts';
+import { AShare, add, mul, sub, transposeShare } from './arith.ts';
 import { BShare, not } from './boolean.ts';
 import { bitToArith, msb, mulBit } from './conversions.ts';
 import { ShapeError } from './errors.ts';
 import type { Party } from './party.ts';
-import { limbs, sameShape } from './ring.ts';
+import { limbs, normalizeAxis, sameShape } from './ring.ts';
 
 /** [x < 0] as a 1-bit boolean share (the sign bit). */
 export async function ltz(p: Party, x: AShare): Promise<BShare> {
@@ -100,4 +100,13 @@ export async function maxLastAxis(p: Party, x: AShare): Promise<AShare> {
     m = h + (m & 1);
   }
   return new AShare(a, b, outShape);
+}
+
+/** Max over any axis (ONNX ReduceMax with keepdims = 0): the axis is moved last, then reduced. */
+export async function maxAlongAxis(p: Party, x: AShare, axis: number): Promise<AShare> {
+  const rank = x.shape.length;
+  const ax = normalizeAxis(axis, rank);
+  if (ax === rank - 1) return maxLastAxis(p, x);
+  const perm = [...Array(rank).keys()].filter((i) => i !== ax).concat(ax);
+  return maxLastAxis(p, transposeShare(x, perm));
 }

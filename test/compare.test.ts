@@ -2,7 +2,7 @@ import t from 'tap';
 import { AShare, dealShares, fromPair, reveal } from '../protocols/arith.ts';
 import { BShare, dealBits, fromPlanes, reconstructBits, wordsFor } from '../protocols/boolean.ts';
 import { A2B_AND_BITS, MSB_AND_BITS, a2b, bitToArith, msb, mulBit } from '../protocols/conversions.ts';
-import { lessThan, ltz, maxLastAxis, maxPairwise, relu, select } from '../protocols/compare.ts';
+import { lessThan, ltz, maxAlongAxis, maxLastAxis, maxPairwise, relu, select } from '../protocols/compare.ts';
 import { RingTensor } from '../protocols/ring.ts';
 import { decode, encode } from '../protocols/fixed.ts';
 import { randomRing, runParties, uniform } from './helpers/three-parties.ts';
@@ -189,4 +189,30 @@ t.test('maxPairwise and maxLastAxis with odd lengths and negative values', async
   const [m] = await runParties(async (p) => reveal(p, await maxPairwise(p, share(p, x), share(p, y))));
   t.same([...m.data], Array.from(x.data, (v, i) => (v > y.data[i] ? v : y.data[i])));
   await t.rejects(runParties(async (p) => maxLastAxis(p, AShare.zeros([3, 0]))), { code: 'ERR_SHAPE' });
+});
+
+t.test('maxAlongAxis reduces any axis of a rank-3 tensor', async (t) => {
+  const shape = [3, 4, 5];
+  const vals = Array.from({ length: 60 }, (_, i) => ((i * 37) % 61) - 30);
+  const x = RingTensor.of(vals, shape);
+  for (const axis of [0, 1, 2, -1]) {
+    const [m] = await runParties(async (p) => reveal(p, await maxAlongAxis(p, share(p, x), axis)));
+    const ax = (axis + 3) % 3;
+    const outShape = shape.filter((_, i) => i !== ax);
+    t.same(m.shape, outShape, `axis ${axis} shape`);
+    const want: bigint[] = [];
+    for (let i = 0; i < shape[0]; i++) for (let j = 0; j < shape[1]; j++) for (let k = 0; k < shape[2]; k++) {
+      const idx = [i, j, k];
+      if (idx[ax] !== 0) continue;
+      let best = -Infinity;
+      for (let r = 0; r < shape[ax]; r++) {
+        const q = [...idx];
+        q[ax] = r;
+        best = Math.max(best, vals[q[0] * 20 + q[1] * 5 + q[2]]);
+      }
+      want.push(BigInt(best));
+    }
+    t.same([...m.data], want, `axis ${axis} values`);
+  }
+  await t.rejects(runParties(async (p) => maxAlongAxis(p, share(p, x), 3)), { code: 'ERR_SHAPE' });
 });
