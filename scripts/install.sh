@@ -58,7 +58,8 @@ else
   systemd-tmpfiles --root="$ROOT" --create qmpc.conf
 fi
 if [ -n "$CONFIG" ] && [ ! -e "$ROOT/etc/qmpc/qmpcd.yaml" ]; then
-  install -m 0640 -g "$(chroot "$ROOT" getent group qmpc | cut -d: -f3)" "$CONFIG" "$ROOT/etc/qmpc/qmpcd.yaml"
+  install -m 0640 "$CONFIG" "$ROOT/etc/qmpc/qmpcd.yaml"
+  if [ "$ROOT" = / ]; then chgrp qmpc /etc/qmpc/qmpcd.yaml; else chroot "$ROOT" chgrp qmpc /etc/qmpc/qmpcd.yaml; fi
 fi
 
 if [ "$ROOT" = / ]; then
