@@ -5,6 +5,7 @@
  * documents the same values for operators.
  */
 import { z } from 'zod';
+import { defaultMetricsOptions } from '../metrics/options.ts';
 
 const seconds = (def: number) => z.number().positive().max(86_400).default(def);
 const multiaddr = z.string().regex(/^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+(\/p2p\/\w+)?$/, 'a TCP multiaddr such as /ip4/0.0.0.0/tcp/7400');
@@ -87,9 +88,9 @@ export const configSchema = z.strictObject({
     mode: z.string().regex(/^0?[0-7]{3}$/, 'an octal file mode such as "0660"').default('0660'),
   }).prefault({}),
   metrics: z.strictObject({
-    enabled: z.boolean().default(true),
-    host: z.string().min(1).default('127.0.0.1'),
-    port: z.number().int().min(0).max(65_535).default(9464),
+    enabled: z.boolean().default(defaultMetricsOptions.enabled),
+    host: z.string().min(1).default(defaultMetricsOptions.host),
+    port: z.number().int().min(0).max(65_535).default(defaultMetricsOptions.port),
   }).prefault({}),
   logging: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
