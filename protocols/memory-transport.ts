@@ -58,7 +58,7 @@ class MemoryTransport implements Transport {
     this.stats.messagesSent++;
     const ch = this.hub.channel(this.party, to);
     if (ch.closedReason !== null) return; // the receiver has gone; like a socket, the bytes are dropped
-    const copy = payload.slice(); // what a socket would carry: later writes to the caller's buffer must not leak through
+    const copy = new Uint8Array(payload); // a real copy (Buffer#slice is a view): later writes to the caller's buffer must not leak through
     queueMicrotask(() => ch.push(copy));
   }
 

@@ -135,14 +135,22 @@ export class Party {
 export function asRing(bytes: Uint8Array, n: number, what: string): BigInt64Array {
   if (bytes.byteLength !== n * 8) throw new ProtocolError(`${what}: expected ${n * 8} bytes (${n} ring elements), got ${bytes.byteLength}`);
   if (bytes.byteOffset % 8 === 0) return new BigInt64Array(bytes.buffer, bytes.byteOffset, n);
-  return new BigInt64Array(bytes.slice().buffer);
+  return new BigInt64Array(copyBytes(bytes).buffer);
 }
 
 /** Reinterprets received bytes as `n` 32-bit words, refusing a message of the wrong size. */
 export function asWords(bytes: Uint8Array, n: number, what: string): Uint32Array {
   if (bytes.byteLength !== n * 4) throw new ProtocolError(`${what}: expected ${n * 4} bytes (${n} words), got ${bytes.byteLength}`);
   if (bytes.byteOffset % 4 === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, n);
-  return new Uint32Array(bytes.slice().buffer);
+  return new Uint32Array(copyBytes(bytes).buffer);
+}
+
+/**
+ * A copy in a buffer of its own. Not `bytes.slice()`: on a Node Buffer (what
+ * sockets deliver) slice() is a view into a shared pool, not a copy.
+ */
+function copyBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
 }
 
 function concatBytes(...parts: Uint8Array[]): Uint8Array {

@@ -99,3 +99,12 @@ t.test('sumLastAxis sums rows of a shared tensor', async (t) => {
   t.same(r.shape, [3]);
   for (let i = 0; i < 3; i++) t.equal(r.data[i], BigInt.asIntN(64, x.data[4 * i] + x.data[4 * i + 1] + x.data[4 * i + 2] + x.data[4 * i + 3]));
 });
+
+t.test('received bytes in a Node Buffer at an unaligned offset parse as ring elements', async (t) => {
+  const { asRing, asWords } = await import('../protocols/party.ts');
+  const pool = Buffer.alloc(8 * 3 + 5 + 3); // 32 bytes; the message starts at offset 5
+  const msg = pool.subarray(5, 5 + 24);
+  new DataView(msg.buffer, msg.byteOffset).setBigInt64(8, -42n, true);
+  t.same([...asRing(msg, 3, 'test')], [0n, -42n, 0n]);
+  t.equal(asWords(pool.subarray(1, 9), 2, 'test').length, 2);
+});

@@ -112,7 +112,7 @@ export function encodePairs(pairs: readonly SharePair[]): Uint8Array {
 export function decodePairs(body: Uint8Array, specs: readonly TensorSpec[]): SharePair[] {
   const total = specs.reduce((s, t) => s + 2 * elementsOf(t.shape), 0);
   if (body.length !== total * 8) throw new JobWireError(`share body has ${body.length} bytes; the declared tensors need ${total * 8}`);
-  const words = body.byteOffset % 8 === 0 ? new BigInt64Array(body.buffer, body.byteOffset, total) : new BigInt64Array(body.slice().buffer);
+  const words = body.byteOffset % 8 === 0 ? new BigInt64Array(body.buffer, body.byteOffset, total) : new BigInt64Array(new Uint8Array(body).buffer); // a copy: Buffer#slice would be a view
   let off = 0;
   return specs.map((t) => {
     const n = elementsOf(t.shape);

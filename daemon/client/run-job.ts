@@ -1,0 +1,43 @@
+/** `qmpc run`: share inputs, submit to the committee in a cluster file, reconstruct and return the outputs. */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { UsageError } from '../errors.ts';
+import { JobClient } from './job-client.ts';
+import { prepareJob, reconstructOutputs, type PlainTensor } from './job-request.ts';
+import { committeeMemberSchema } from '../config/schema.ts';
+
+export interface RunClientJobOptions {
+  clusterFile: string;
+  kind: string;
+  inputs: PlainTensor[];
+  timeoutMs?: number;
+  /** Print per-party progress to stderr. */
+  progress?: boolean;
+}
+
+export function readCommittee(file: string) {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`cannot read cluster file ${file}: ${(e as Error).message}`);
+  }
+  const r = z.strictObject({ committee: z.array(committeeMemberSchema).length(3) }).safeParse(doc);
+  if (!r.success) throw new UsageError(`cluster file ${file}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data.committee;
+}
+
+export async function runClientJob(o: RunClientJobOptions): Promise<{ name: string; shape: number[]; values: Float64Array }[]> {
+  const committee = readCommittee(o.clusterFile);
+  const job = prepareJob(o.kind, o.inputs);
+  const client = await JobClient.create(committee, { timeoutMs: o.timeoutMs });
+  try {
+    const results = await client.run(job, {
+      onProgress: o.progress ? (party, stage) => process.stderr.write(`  party ${party}: ${stage}\n`) : undefined,
+    });
+    return reconstructOutputs(results, job.header.frac_bits);
+  } finally {
+    await client.close();
+  }
+}
