@@ -96,7 +96,7 @@ export class PartyNode {
       if (me.peer_id !== identity.peerId) {
         throw new ConfigError(`committee entry ${config.party.index} names peer id ${me.peer_id}, but this party's key ${identity.file} is ${identity.peerId}`);
       }
-      const store = await openStore({ stateDir: config.storage.state_dir, cacheMaxEntries: config.caching.optimization_cache.max_entries, cacheTtlMs: config.caching.optimization_cache.ttl_hours * 3_600_000 }, { logger: log.child({ module: 'store' }) });
+      const store = await openStore({ stateDir: config.storage.state_dir, cacheMaxEntries: config.caching.optimization_cache.max_entries, cacheTtlMs: config.caching.optimization_cache.ttl_hours * 3_600_000 }, { logger: log });
       undo.push(() => store.close());
       const registry = new Registry();
       const metrics = createMetrics(registry, { version: VERSION });
