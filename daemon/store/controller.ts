@@ -4,7 +4,7 @@
  * (lock and schema checks), closing, and the value formats the repositories
  * share; repositories never see bucket prefixes or LevelDB errors.
  */
-import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { StoreError, StoreLockedError } from '../errors.ts';
@@ -54,6 +54,16 @@ export interface SchemaRecord {
 export const META_SCHEMA_KEY: Uint8Array = new TextEncoder().encode('schema');
 
 type Db = Level<Uint8Array, Uint8Array>;
+
+/**
+ * Databases this process has open, by real path. LevelDB must never be asked
+ * to open one of them a second time: its in-process lock check opens and
+ * closes the LOCK file, and closing any descriptor of a file drops every
+ * fcntl lock the process holds on it — the running instance would silently
+ * lose its lock, and another process could then open the same database.
+ */
+const openInThisProcess = new Set<string>();
+
 /** classic-level has approximateSize; `level`'s portable typings leave it out. */
 type SizedDb = Db & { approximateSize(start: Uint8Array, end: Uint8Array): Promise<number> };
 
@@ -61,12 +71,14 @@ export class StoreController {
   readonly location: string;
   readonly schemaVersion: number;
   private readonly db: Db;
+  private readonly realLocation: string;
   private readonly log: Logger;
   private closing: Promise<void> | null = null;
 
-  private constructor(db: Db, location: string, schemaVersion: number, log: Logger) {
+  private constructor(db: Db, location: string, realLocation: string, schemaVersion: number, log: Logger) {
     this.db = db;
     this.location = location;
+    this.realLocation = realLocation;
     this.schemaVersion = schemaVersion;
     this.log = log;
   }
@@ -80,7 +92,13 @@ export class StoreController {
     deps.signal?.throwIfAborted();
     const log = deps.logger.child({ module: 'store' });
     const location = join(opts.stateDir, DB_DIR_NAME);
-    prepareDirectory(location, log);
+    const real = prepareDirectory(location, log);
+    if (openInThisProcess.has(real)) {
+      throw new StoreLockedError(
+        `the database ${location} is locked: another qmpcd (or another process) holds it — this process already has it open. ` +
+          'Close the other store first, or give this one its own storage.state_dir',
+      );
+    }
     const db: Db = new Level<Uint8Array, Uint8Array>(location, {
       keyEncoding: 'view',
       valueEncoding: 'view',
@@ -88,19 +106,22 @@ export class StoreController {
       ...(opts.cacheSizeBytes !== undefined && { cacheSize: opts.cacheSizeBytes }),
       ...(opts.writeBufferSizeBytes !== undefined && { writeBufferSize: opts.writeBufferSizeBytes }),
     });
+    openInThisProcess.add(real);
     try {
       await db.open();
     } catch (e) {
+      openInThisProcess.delete(real);
       throw openError(location, e);
     }
     try {
       const version = await checkSchema(db, location);
       deps.signal?.throwIfAborted();
       log.info({ location, schemaVersion: version }, 'store opened');
-      return new StoreController(db, location, version, log);
+      return new StoreController(db, location, real, version, log);
     } catch (e) {
       await db.close().catch(() => {});
-      throw e;
+      openInThisProcess.delete(real);
+      throw codeOf(e)?.startsWith('LEVEL_') ? new StoreError(`cannot read the schema record of ${location}: ${messageOf(e)}`, e) : e;
     }
   }
 
@@ -233,7 +254,10 @@ export class StoreController {
   /** Waits for pending writes, then releases the lock. Idempotent. */
   close(): Promise<void> {
     this.closing ??= this.db.close().then(
-      () => this.log.info({ location: this.location }, 'store closed'),
+      () => {
+        openInThisProcess.delete(this.realLocation);
+        this.log.info({ location: this.location }, 'store closed');
+      },
       (e) => {
         throw new StoreError(`could not close the store at ${this.location}: ${messageOf(e)}`, e);
       },
@@ -251,9 +275,11 @@ export class StoreController {
  * process umask, and they hold key shares, so the directory is what keeps
  * other users out.
  */
-function prepareDirectory(location: string, log: Logger): void {
+function prepareDirectory(location: string, log: Logger): string {
+  let real: string;
   try {
     mkdirSync(location, { recursive: true, mode: 0o700 });
+    real = realpathSync(location);
   } catch (e) {
     throw new StoreError(`cannot create the database directory ${location}: ${messageOf(e)}`, e);
   }
@@ -262,6 +288,7 @@ function prepareDirectory(location: string, log: Logger): void {
   } catch (e) {
     log.warn({ location, error: messageOf(e) }, 'could not restrict the database directory to mode 0700');
   }
+  return real;
 }
 
 async function checkSchema(db: Db, location: string): Promise<number> {
@@ -308,11 +335,7 @@ function openError(location: string, e: unknown): StoreError | StoreLockedError 
   );
 }
 
-/**
- * Best effort: which process holds LevelDB's fcntl lock, from /proc/locks.
- * LevelDB refuses a second open inside one process before it reaches fcntl,
- * so our own pid means "this process".
- */
+/** Best effort: which process holds LevelDB's fcntl lock, from /proc/locks. */
 function lockHolder(lockFile: string): string | null {
   try {
     const ino = statSync(lockFile).ino;
