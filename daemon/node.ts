@@ -240,10 +240,12 @@ export class PartyNode {
 function jobMetrics(m: QmpcMetrics): JobMetrics {
   return {
     scheduled: () => m.tasksScheduled.inc(),
-    completed: (_kind, seconds, bytes) => {
+    completed: (_kind, seconds, bytes, rounds) => {
       m.tasksCompleted.inc();
       m.taskExecutionTime.observe(seconds);
       m.jobBytes.observe(bytes);
+      m.jobRounds.observe(rounds);
+      m.mpcRounds.inc(rounds);
     },
     failed: (_kind, code) => m.tasksFailed.inc({ reason: failureReason(code) }),
     active: (delta) => m.jobsActive.inc(delta),

@@ -61,7 +61,13 @@ export async function admit(transport: Transport, header: Header<'submit'>, time
   );
 }
 
-export async function runJob(o: RunJobOptions): Promise<SharePair[]> {
+export interface JobRun {
+  outputs: SharePair[];
+  /** Communication rounds of the job's protocol (setup included, admission not). */
+  rounds: number;
+}
+
+export async function runJob(o: RunJobOptions): Promise<JobRun> {
   const kind = jobKind(o.header.kind);
   o.onStage?.('admission');
   await admit(o.transport, o.header, o.admissionTimeoutMs, o.signal);
@@ -69,5 +75,5 @@ export async function runJob(o: RunJobOptions): Promise<SharePair[]> {
   const p = await Party.setup(o.transport, { backend: o.backend, fracBits: o.header.frac_bits, timeoutMs: o.roundTimeoutMs, signal: o.signal });
   o.onStage?.('compute');
   const outs = await kind.run(p, sharesOf(o.inputs), o.header.params);
-  return outs.map(toPair);
+  return { outputs: outs.map(toPair), rounds: p.cost.rounds };
 }

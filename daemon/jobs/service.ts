@@ -26,7 +26,7 @@ export interface JobRecord {
   inputs: TensorSpec[];
   outputs?: TensorSpec[];
   error?: { code: string; message: string };
-  stats?: { durationMs: number; bytesSent: number; bytesReceived: number; messages: number };
+  stats?: { durationMs: number; bytesSent: number; bytesReceived: number; messages: number; rounds: number };
 }
 
 /** What the service needs from the store (daemon/store implements it durably). */
@@ -40,7 +40,7 @@ export interface JobStore {
 
 export interface JobMetrics {
   scheduled(kind: string): void;
-  completed(kind: string, seconds: number, bytes: number): void;
+  completed(kind: string, seconds: number, bytes: number, rounds: number): void;
   failed(kind: string, reason: string): void;
   active(delta: number): void;
 }
@@ -177,7 +177,7 @@ export class JobService {
       await this.update(rec, { state: 'running' });
       transport = this.deps.openSession(rec.id);
       log.info({ inputs: rec.inputs.map((t) => `${t.name}[${t.shape}]`) }, 'job running');
-      const pairs = await runJob({
+      const { outputs: pairs, rounds } = await runJob({
         transport, header, inputs, backend: this.deps.backend, signal, onStage,
         roundTimeoutMs: this.opts.roundTimeoutMs, admissionTimeoutMs: this.opts.admissionTimeoutMs,
       });
@@ -185,8 +185,8 @@ export class JobService {
       const seconds = (performance.now() - started) / 1000;
       const s = transport.stats;
       await this.deps.store.putResult(rec.id, outputs, body, Date.now() + this.opts.resultTtlMs);
-      await this.update(rec, { state: 'done', outputs, stats: { durationMs: Math.round(seconds * 1000), bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, messages: s.messagesSent } });
-      this.deps.metrics?.completed(rec.kind, seconds, s.bytesSent);
+      await this.update(rec, { state: 'done', outputs, stats: { durationMs: Math.round(seconds * 1000), bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, messages: s.messagesSent, rounds } });
+      this.deps.metrics?.completed(rec.kind, seconds, s.bytesSent + s.bytesReceived, rounds);
       log.info({ ms: Math.round(seconds * 1000), bytesSent: s.bytesSent }, 'job done');
       return { outputs, body };
     } catch (e) {
