@@ -10,7 +10,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { EXIT, UsageError, exitCodeOf } from './errors.ts';
 import { VERSION } from './version.ts';
 
@@ -71,20 +70,17 @@ const COMMANDS: Record<string, Command> = {
   },
   admin: {
     summary: 'query a running daemon through its admin socket',
-    usage: `qmpc admin CMD [ARG=VALUE]... (--socket PATH | --config FILE) [--json] [--timeout MS]
+    usage: `qmpc admin CMD [NAME=VALUE | NAME:=JSON]... (--socket PATH | --config FILE) [--json] [--timeout MS]
 
   CMD is any command the daemon lists under "help": help, version, status,
-  peers, jobs, job id=ID, config, store-stats, …`,
+  peers, jobs [state=done] [limit:=10], job id=ID, config, store-stats, …
+  NAME=VALUE passes a string, NAME:=JSON a number, boolean or list.`,
     options: { ...help, socket: { type: 'string', short: 's' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, timeout: { type: 'string', default: '10000' } },
     async run(v, pos) {
       const [cmd, ...rest] = pos;
       if (!cmd) throw new UsageError('qmpc admin needs a command; try: qmpc admin help --socket PATH');
       const socket = await adminSocketPath(v);
-      const args = Object.fromEntries(rest.map((kv) => {
-        const eq = kv.indexOf('=');
-        if (eq <= 0) throw new UsageError(`admin argument ${JSON.stringify(kv)} is not NAME=VALUE`);
-        return [kv.slice(0, eq), parseYaml(kv.slice(eq + 1))];
-      }));
+      const args = Object.fromEntries(rest.map(parseAdminArg));
       const { adminRequest } = await import('./admin/client.ts');
       const result = await adminRequest(socket, cmd, args, { timeoutMs: int(v.timeout, '--timeout') });
       if (v.json) process.stdout.write(JSON.stringify(result) + '\n');
@@ -136,6 +132,18 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+/** NAME=VALUE passes a string (a job id stays a string even when it is all digits); NAME:=JSON passes a number, boolean, list… */
+function parseAdminArg(kv: string): [string, unknown] {
+  const m = /^([a-z][a-z0-9_-]*)(:?)=(.*)$/s.exec(kv);
+  if (!m) throw new UsageError(`admin argument ${JSON.stringify(kv)} is not NAME=VALUE or NAME:=JSON`);
+  if (!m[2]) return [m[1], m[3]];
+  try {
+    return [m[1], JSON.parse(m[3])];
+  } catch {
+    throw new UsageError(`admin argument ${m[1]}: ${JSON.stringify(m[3])} is not JSON`);
+  }
+}
 
 function int(v: unknown, flag: string): number {
   const n = Number(v);

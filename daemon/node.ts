@@ -140,6 +140,7 @@ export class PartyNode {
         },
       );
       undo.push(() => jobs.close());
+      await jobs.recoverInterrupted();
       await network.libp2p.handle(JOB_PROTOCOL, jobStreamHandler(jobs, { party: config.party.index, maxRequestBytes: config.limits.max_request_bytes, requestTimeoutMs: config.network.connection_timeout * 1000 }, { logger: log.child({ module: 'job-protocol' }) }));
       const admin = await AdminServer.start(
         { socketPath: config.admin.socket ?? join(config.storage.runtime_dir, 'admin.sock'), version: VERSION, mode: parseInt(config.admin.mode, 8) },

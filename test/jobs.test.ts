@@ -168,3 +168,14 @@ t.test('job wire messages round-trip and malformed ones get a JobWireError', asy
   t.equal(other, 0, 'no other exception type');
   t.equal(MSG.submit, 1);
 });
+
+t.test('jobs a crashed run left unfinished are recorded as failed at start-up', async (t) => {
+  const c = cluster();
+  const now = Date.now();
+  await c.stores[0].putJob({ id: 'a'.repeat(32), kind: 'mean-variance', state: 'running', createdAt: now, updatedAt: now, inputs: [] });
+  await c.stores[0].putJob({ id: 'b'.repeat(32), kind: 'mean-variance', state: 'done', createdAt: now, updatedAt: now, inputs: [] });
+  t.equal(await c.services[0].recoverInterrupted(), 1);
+  t.match(await c.stores[0].getJob('a'.repeat(32)), { state: 'failed', error: { code: 'ERR_INTERRUPTED' } });
+  t.equal((await c.stores[0].getJob('b'.repeat(32)))?.state, 'done');
+  await c.close();
+});

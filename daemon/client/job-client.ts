@@ -11,7 +11,7 @@ import { yamux } from '@chainsafe/libp2p-yamux';
 import { multiaddr } from '@multiformats/multiaddr';
 import { lpStream } from '@libp2p/utils';
 import { QmpcError } from '../errors.ts';
-import { JOB_PROTOCOL, MAX_HEADER_BYTES, decodeMessage, encodeMessage, type Header, type MsgType } from '../jobs/wire.ts';
+import { JOB_PROTOCOL, JobWireError, MAX_HEADER_BYTES, decodeMessage, encodeMessage, type Header, type MsgType } from '../jobs/wire.ts';
 import type { PartyResult, PreparedJob } from './job-request.ts';
 
 export interface CommitteeEntry {
@@ -79,8 +79,10 @@ export class JobClient {
       }
     } catch (e) {
       if (e instanceof JobFailedError) throw e;
-      const why = signal.aborted ? `no result within ${this.opts.timeoutMs / 1000} s` : (e as Error).message;
-      throw new JobFailedError(m.index, signal.aborted ? 'ERR_JOB_TIMEOUT' : 'ERR_PROTOCOL', why);
+      if (signal.aborted) throw new JobFailedError(m.index, 'ERR_JOB_TIMEOUT', `no result within ${this.opts.timeoutMs / 1000} s`);
+      if (e instanceof JobWireError) throw new JobFailedError(m.index, 'ERR_PROTOCOL', e.message);
+      // The stream ended or was reset: the party went away (crash, restart, network).
+      throw new JobFailedError(m.index, 'ERR_PARTY_LOST', `the connection closed before the party answered (${(e as Error).message})`);
     } finally {
       stream.abort(new Error('request finished'));
     }
@@ -98,9 +100,10 @@ export class JobClient {
     );
     const failed = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed.length) {
-      // Report the most telling failure: a party's own error beats "cannot reach" beats the rest.
+      // Report the most telling failure: a party that is gone or unreachable explains the others' session errors.
       const errs = failed.map((f) => f.reason as JobFailedError);
-      throw errs.find((e) => e.code !== 'ERR_UNAVAILABLE' && e.code !== 'ERR_SESSION_CLOSED') ?? errs[0];
+      const rank = (e: JobFailedError) => (e.code === 'ERR_PARTY_LOST' || e.code === 'ERR_UNAVAILABLE' ? 0 : e.code === 'ERR_SESSION_CLOSED' || e.code === 'ERR_TIMEOUT' ? 2 : 1);
+      throw errs.sort((a, b) => rank(a) - rank(b))[0];
     }
     return settled.map((s) => (s as PromiseFulfilledResult<PartyResult>).value);
   }

@@ -220,6 +220,24 @@ export class JobService {
     await this.deps.store.putJob(rec);
   }
 
+  /**
+   * Jobs a previous run of this daemon left unfinished (it crashed or was
+   * killed) can never finish: their sessions are gone. Records them as failed
+   * so the record tells the truth. Call once at start-up, before intake.
+   */
+  async recoverInterrupted(): Promise<number> {
+    let n = 0;
+    for (const state of ['received', 'running'] as const) {
+      for (const rec of await this.deps.store.listJobs({ state })) {
+        if (this.running.has(rec.id)) continue;
+        await this.update(rec, { state: 'failed', error: { code: 'ERR_INTERRUPTED', message: 'the party stopped while this job ran (crash or kill); resubmit it' } });
+        n++;
+      }
+    }
+    if (n) this.deps.logger.warn({ jobs: n }, 'recorded jobs interrupted by the previous run as failed');
+    return n;
+  }
+
   /** Cancels a queued or running job; false if it is not running here. */
   cancel(jobId: string): boolean {
     const ctl = this.running.get(jobId);
