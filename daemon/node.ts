@@ -11,7 +11,7 @@ import type { ComputeBackend } from '../protocols/backend.ts';
 import { createBackend } from '../protocols/backends.ts';
 import type { PartyIndex } from '../protocols/transport.ts';
 import { AdminServer } from './admin/server.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, QmpcError } from './errors.ts';
 import { redactConfig } from './config/load.ts';
 import type { QmpcConfig } from './config/schema.ts';
 import { loadOrCreateIdentity, type Identity } from './identity.ts';
@@ -289,7 +289,7 @@ function registerAdminCommands(node: PartyNode): void {
     handler: async (args) => {
       count('job');
       const rec = await jobStoreOf(node.store).getJob(String(args.id));
-      if (!rec) throw Object.assign(new Error(`job ${args.id} is unknown to party ${node.party}`), { code: 'ERR_JOB_UNKNOWN' });
+      if (!rec) throw new QmpcError('ERR_JOB_UNKNOWN', `job ${args.id} is unknown to party ${node.party}`);
       return rec;
     },
   });

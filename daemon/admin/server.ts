@@ -14,7 +14,7 @@
 import { lstat, unlink, chmod, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { AdminSocketError } from '../errors.ts';
+import { AdminSocketError, QmpcError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { ADMIN_DEFAULTS, MAX_SOCKET_PATH_BYTES } from './options.ts';
 
@@ -273,7 +273,9 @@ export class AdminServer {
       return reply;
     } catch (e) {
       const { code, message } = describeError(e);
-      if (!(e instanceof RequestError)) this.#logger.warn({ cmd, code, err: e }, 'admin command failed');
+      // A QmpcError is an answer (e.g. "unknown job"), not a fault: only unexpected errors get a warning with a stack.
+      if (e instanceof QmpcError) this.#logger.debug({ cmd, code, message }, 'admin command refused');
+      else if (!(e instanceof RequestError)) this.#logger.warn({ cmd, code, err: e }, 'admin command failed');
       const reply: AdminReply = { ok: false, error: { code, message } };
       if (hasId) reply.id = id;
       return reply;
