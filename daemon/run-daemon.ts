@@ -63,21 +63,28 @@ export async function runDaemon(o: RunDaemonOptions): Promise<number> {
       await notifier.stopping(`party ${node.party}: stopping`);
       await node.close();
       logger.info('stopped');
-      process.off('SIGHUP', reload);
+      process.off('SIGHUP', onHup);
       resolve(EXIT.ok);
     };
     const reload = async () => {
       await notifier.reloading(`party ${node.party}: reloading`);
       try {
-        const { applied, needsRestart } = node.reload(load());
-        logger.info({ applied, needsRestart }, 'configuration reloaded');
+        const result = node.reload(load());
+        logger.info(result, 'configuration reloaded');
+        return result;
       } catch (e) {
         logger.error({ err: (e as Error).message }, 'reload failed; keeping the running configuration');
+        throw e;
+      } finally {
+        await notifier.ready(statusLine());
       }
-      await notifier.ready(statusLine());
     };
+    // ExecReload= calls this through the admin socket, so `systemctl reload` returns once the change is applied
+    // (Type=notify-reload needs systemd 253; SIGHUP alone would return before the daemon has read the file).
+    node.admin.register('reload', { help: 're-read the configuration file and apply what can change live', handler: () => reload() });
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
-    process.on('SIGHUP', reload);
+    const onHup = () => void reload().catch(() => {});
+    process.on('SIGHUP', onHup);
   });
 }

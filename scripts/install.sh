@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # Installs qmpc on a bare-metal (systemd) host from this checkout.
 #
-#   sudo scripts/install.sh [--root DIR] [--config FILE] [--no-start]
+#   sudo scripts/install.sh [--root DIR] [--config FILE] [--identity-key FILE] [--no-start]
 #
 # Lays out:
 #   /usr/lib/qmpc/                  the daemon, engine, config examples, node_modules (with its Node 24)
 #   /usr/bin/qmpc                   the CLI
 #   /etc/systemd/system/qmpcd.service, /usr/lib/sysusers.d/qmpc.conf, /usr/lib/tmpfiles.d/qmpc.conf
 #   /etc/qmpc/qmpcd.yaml            from --config, if given and not already present (never overwritten)
+#   /var/lib/qmpc/identity.key      from --identity-key (the key whose peer id the committee names), 0600 qmpc
 # then creates the qmpc user, the directories, reloads systemd and (unless
 # --no-start, or the config is missing) enables and starts qmpcd.
 # Run `npm ci` in the checkout first: node_modules travels as is.
 set -euo pipefail
 
-ROOT=/ CONFIG= START=1
+ROOT=/ CONFIG= KEY= START=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT=$2; shift 2 ;;
     --config) CONFIG=$2; shift 2 ;;
+    --identity-key) KEY=$2; shift 2 ;;
     --no-start) START=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 64 ;;
   esac
 done
@@ -36,6 +38,10 @@ for d in daemon protocols plugins config; do
 done
 cp -a "$SRC/package.json" "$SRC/README.md" "$LIB/"
 rm -rf "$LIB/node_modules" && cp -a "$SRC/node_modules" "$LIB/node_modules"
+# Test and build tools stay behind where npm is at hand (the pinned Node is a runtime dependency and stays).
+if command -v npm >/dev/null; then
+  (cd "$LIB" && npm prune --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null)
+fi
 chmod -R go-w "$LIB"
 
 cat > "$ROOT/usr/bin/qmpc" <<'SH'
@@ -62,11 +68,19 @@ if [ -n "$CONFIG" ] && [ ! -e "$ROOT/etc/qmpc/qmpcd.yaml" ]; then
   if [ "$ROOT" = / ]; then chgrp qmpc /etc/qmpc/qmpcd.yaml; else chroot "$ROOT" chgrp qmpc /etc/qmpc/qmpcd.yaml; fi
 fi
 
+if [ -n "$KEY" ]; then
+  # The committee names this key's peer id; without it the daemon would create a key of its own and refuse to start.
+  install -m 0600 "$KEY" "$ROOT/var/lib/qmpc/identity.key"
+  if [ "$ROOT" = / ]; then chown qmpc:qmpc /var/lib/qmpc/identity.key; else chroot "$ROOT" chown qmpc:qmpc /var/lib/qmpc/identity.key; fi
+fi
+
 if [ "$ROOT" = / ]; then
   systemctl daemon-reload
-  if [ "$START" = 1 ] && [ -e /etc/qmpc/qmpcd.yaml ]; then
+  if [ ! -e /etc/qmpc/qmpcd.yaml ]; then
+    echo "install.sh: installed; put the party's configuration in /etc/qmpc/qmpcd.yaml, then: systemctl enable --now qmpcd"
+  elif [ "$START" = 1 ]; then
     systemctl enable --now qmpcd.service
   else
-    echo "install.sh: installed; put the party's configuration in /etc/qmpc/qmpcd.yaml, then: systemctl enable --now qmpcd"
+    echo "install.sh: installed with /etc/qmpc/qmpcd.yaml; start it with: systemctl enable --now qmpcd"
   fi
 fi

@@ -11,7 +11,7 @@ t.test('systemd-analyze verify is clean', { skip: haveAnalyze ? false : 'systemd
   // verify checks that ExecStart= exists, so point it at this checkout's node and CLI.
   const dir = mkdtempSync(join(tmpdir(), 'qmpc-unit-'));
   const file = join(dir, 'qmpcd.service');
-  writeFileSync(file, unit.replace('/usr/lib/qmpc/node/bin/node', process.execPath).replace('/usr/lib/qmpc/daemon/cli.ts', new URL('../daemon/cli.ts', import.meta.url).pathname));
+  writeFileSync(file, unit.replaceAll('/usr/lib/qmpc/node/bin/node', process.execPath).replaceAll('/usr/lib/qmpc/daemon/cli.ts', new URL('../daemon/cli.ts', import.meta.url).pathname));
   const r = spawnSync('systemd-analyze', ['verify', '--man=no', file], { encoding: 'utf8' });
   t.equal(r.status, 0, 'exit 0');
   t.equal((r.stdout + r.stderr).trim(), '', 'no warnings');
@@ -30,7 +30,7 @@ t.test('the hardened unit rates 2.0 or lower in systemd-analyze security', { ski
 });
 
 t.test('the unit keeps what the daemon needs and omits MemoryDenyWriteExecute', async (t) => {
-  for (const line of ['Type=notify', 'WatchdogSec=', 'StateDirectory=qmpc', 'RuntimeDirectory=qmpc', 'ConfigurationDirectory=qmpc', 'User=qmpc', 'ExecReload=/bin/kill -HUP $MAINPID']) {
+  for (const line of ['Type=notify', 'WatchdogSec=', 'StateDirectory=qmpc', 'RuntimeDirectory=qmpc', 'ConfigurationDirectory=qmpc', 'User=qmpc', 'ExecReload=/usr/lib/qmpc/node/bin/node /usr/lib/qmpc/daemon/cli.ts admin reload', 'RestartPreventExitStatus=64 65 73 77 78']) {
     t.ok(unit.includes(line), line);
   }
   t.notOk(/^MemoryDenyWriteExecute=/m.test(unit), 'V8 needs W^X pages');
