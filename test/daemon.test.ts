@@ -323,6 +323,27 @@ t.test('5. a party killed mid-job: clear errors everywhere, then recovery', { ti
   const client = await JobClient.create(cluster.layout.committee, { timeoutMs: 40_000 });
   t.teardown(() => client.close());
 
+  // Cancellation by the client: every party stops, the job is recorded cancelled where the request reached it.
+  {
+    const victim = matmulJob(matmulSoftmaxCase(256, 256, 256, 50));
+    let asked: Promise<number[]> | null = null;
+    const err = await client.run(victim, {
+      onProgress: (_p, stage) => {
+        if (stage === 'compute' && !asked) asked = client.cancel(victim.header.job_id);
+      },
+    }).then(() => null, (e: unknown) => e);
+    const stopped = await asked!;
+    t.ok(err instanceof JobFailedError, `a cancelled job rejects (${String(err)})`);
+    t.ok(stopped.length >= 1, `the cancel request stopped the job on parties ${stopped.join(', ')}`);
+    for (const i of stopped) {
+      const rec = await waitFor(`party ${i} records the cancellation`, 10_000, async () => {
+        const r = (await cluster.admin(i, 'job', { id: victim.header.job_id })) as JobRec;
+        return r.state === 'running' || r.state === 'received' ? null : r;
+      });
+      t.equal(rec.state, 'cancelled', `party ${i}: state cancelled`);
+    }
+  }
+
   // ≈ 3 s of compute on 2 cores, so the kill lands in the middle of it.
   const big = matmulSoftmaxCase(256, 256, 256, 51);
   const job = matmulJob(big);

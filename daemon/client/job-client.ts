@@ -79,7 +79,10 @@ export class JobClient {
       }
     } catch (e) {
       if (e instanceof JobFailedError) throw e;
-      if (signal.aborted) throw new JobFailedError(m.index, 'ERR_JOB_TIMEOUT', `no result within ${this.opts.timeoutMs / 1000} s`);
+      if (signal.aborted) {
+        if (signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError') throw new JobFailedError(m.index, 'ERR_JOB_TIMEOUT', `no result within ${this.opts.timeoutMs / 1000} s`);
+        throw new JobFailedError(m.index, 'ERR_CANCELLED', 'the client stopped waiting (cancelled)');
+      }
       if (e instanceof JobWireError) throw new JobFailedError(m.index, 'ERR_PROTOCOL', e.message);
       // The stream ended or was reset: the party went away (crash, restart, network).
       throw new JobFailedError(m.index, 'ERR_PARTY_LOST', `the connection closed before the party answered (${(e as Error).message})`);
@@ -116,6 +119,28 @@ export class JobClient {
   /** Fetches the stored output shares of a finished job. */
   fetch(jobId: string): Promise<PartyResult[]> {
     return this.all(() => encodeMessage('fetch', { job_id: jobId }));
+  }
+
+  /**
+   * Asks every party to stop a running job. Resolves with the parties that
+   * stopped it; the others had already finished it or never held it.
+   */
+  async cancel(jobId: string): Promise<number[]> {
+    const sig = AbortSignal.timeout(Math.min(this.opts.timeoutMs, 30_000));
+    const settled = await Promise.allSettled(this.committee.map(async (m) => {
+      const addrs = m.addrs.map((a) => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${m.peer_id}`));
+      const stream = await this.node.dialProtocol(addrs, JOB_PROTOCOL, { signal: sig });
+      try {
+        const lp = lpStream(stream, { maxDataLength: MAX_HEADER_BYTES + 6 });
+        await lp.write(encodeMessage('cancel', { job_id: jobId }), { signal: sig });
+        const msg = decodeMessage((await lp.read({ signal: sig })).subarray());
+        if (msg.type !== 'accepted') throw new Error(msg.type === 'error' ? (msg.header as Header<'error'>).message : msg.type);
+        return m.index;
+      } finally {
+        stream.abort(new Error('request finished'));
+      }
+    }));
+    return settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   }
 
   async close(): Promise<void> {

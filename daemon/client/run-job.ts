@@ -32,12 +32,21 @@ export async function runClientJob(o: RunClientJobOptions): Promise<{ name: stri
   const committee = readCommittee(o.clusterFile);
   const job = prepareJob(o.kind, o.inputs);
   const client = await JobClient.create(committee, { timeoutMs: o.timeoutMs });
+  // Ctrl-C stops the job on the parties too, instead of leaving them computing for nobody.
+  const interrupted = new AbortController();
+  const onInt = () => {
+    process.stderr.write(`  cancelling job ${job.header.job_id}…\n`);
+    void client.cancel(job.header.job_id).finally(() => interrupted.abort(new Error('interrupted')));
+  };
+  process.once('SIGINT', onInt);
   try {
     const results = await client.run(job, {
+      signal: interrupted.signal,
       onProgress: o.progress ? (party, stage) => process.stderr.write(`  party ${party}: ${stage}\n`) : undefined,
     });
     return reconstructOutputs(results, job.header.frac_bits);
   } finally {
+    process.off('SIGINT', onInt);
     await client.close();
   }
 }
