@@ -130,6 +130,9 @@ export class FrameDecoder {
   /** Bytes after the length field of the current frame. */
   private rest = 0;
   private header: { kind: FrameKind; session: string; seq: number } | null = null;
+  /** The payload being filled, and how much of it is. */
+  private body: Uint8Array | null = null;
+  private bodyAt = 0;
   private failure: FrameError | null = null;
 
   constructor(maxFrameBytes: number = MAX_FRAME_BYTES) {
@@ -138,7 +141,7 @@ export class FrameDecoder {
 
   /** Bytes held for an incomplete frame (bounded by maxFrameBytes). */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.buffered + (this.body === null ? 0 : this.bodyAt);
   }
 
   get failed(): FrameError | null {
@@ -161,7 +164,7 @@ export class FrameDecoder {
     const have = this.state === 'length' ? this.buffered : this.state === 'header' ? this.buffered + FRAME_LENGTH_BYTES : -1;
     const e = new FrameError('ERR_FRAME_TRUNCATED', have >= 0
       ? `stream ended inside a frame header (${have} of ${FRAME_HEADER_BYTES} bytes)`
-      : `stream ended inside a frame body (${this.buffered} of ${this.rest} bytes)`);
+      : `stream ended inside a frame body (${this.bufferedBytes} of ${this.rest} bytes)`);
     this.fail(e);
     return e;
   }
@@ -183,6 +186,7 @@ export class FrameDecoder {
   private fail(e: FrameError): void {
     this.failure = e;
     this.state = 'failed';
+    this.body = null;
     this.chunks.length = 0;
     this.offset = 0;
     this.buffered = 0;
@@ -227,8 +231,27 @@ export class FrameDecoder {
           break;
         }
         case 'payload': {
-          if (this.buffered < this.rest) return;
-          const payload = this.take(this.rest, true);
+          // Bytes move into the payload as they arrive, while they are still in
+          // cache: copying a 64 MiB message in one go at the end reads it back from memory.
+          if (this.body === null) {
+            if (this.rest <= this.buffered) {
+              this.fillBody(this.take(this.rest, true));
+            } else {
+              // Untouched pages of a fresh allocation are not resident: a peer that
+              // announces a large frame and stalls costs address space, not memory.
+              this.body = new Uint8Array(Buffer.allocUnsafeSlow(this.rest).buffer, 0, this.rest);
+              this.bodyAt = 0;
+            }
+          }
+          const body = this.body!;
+          if (this.bodyAt < body.byteLength) {
+            const n = Math.min(this.buffered, body.byteLength - this.bodyAt);
+            this.copyInto(body, this.bodyAt, n);
+            this.bodyAt += n;
+            if (this.bodyAt < body.byteLength) return;
+          }
+          const payload = body;
+          this.body = null;
           const hdr = this.header!;
           this.header = null;
           this.state = 'length';
@@ -247,6 +270,27 @@ export class FrameDecoder {
         case 'failed':
           return;
       }
+    }
+  }
+
+  private fillBody(b: Uint8Array): void {
+    this.body = b;
+    this.bodyAt = b.byteLength;
+  }
+
+  /** Moves the next n buffered bytes into `dst` at `at`. */
+  private copyInto(dst: Uint8Array, at: number, n: number): void {
+    this.buffered -= n;
+    while (n > 0) {
+      const c = this.chunks[0];
+      const k = Math.min(c.byteLength - this.offset, n);
+      dst.set(this.offset === 0 && k === c.byteLength ? c : c.subarray(this.offset, this.offset + k), at);
+      at += k;
+      n -= k;
+      if (this.offset + k === c.byteLength) {
+        this.chunks.shift();
+        this.offset = 0;
+      } else this.offset += k;
     }
   }
 

@@ -264,6 +264,7 @@ class PeerLink {
   private flushScheduled = false;
   private opening = false;
   private stallTimer: NodeJS.Timeout | null = null;
+  private lastProgress = 0;
   private readonly net: MpcNetworkImpl;
 
   constructor(net: MpcNetworkImpl, peer: CommitteePeer) {
@@ -298,7 +299,10 @@ class PeerLink {
       this.open();
       return;
     }
-    if (s.writableNeedsDrain) return; // 'drain' calls us again; the stall timer is running
+    if (s.writableNeedsDrain) {
+      this.watchStall(s); // 'drain' calls us again, unless the peer has stopped reading
+      return;
+    }
     const list = new Uint8ArrayList(...this.queue);
     this.queue = [];
     this.queuedBytes = 0;
@@ -308,16 +312,32 @@ class PeerLink {
       this.broken(`write failed: ${errorText(e)}`, e);
       return;
     }
-    if (s.writableNeedsDrain) this.armStall(s);
+    this.watchStall(s);
   }
 
-  private armStall(s: Stream): void {
+  /**
+   * While bytes wait (in our queue or the stream's), the peer must make
+   * progress — a 'drain' (window update) at least every writeStallTimeoutMs —
+   * or the stream is aborted and the sessions bound to it fail.
+   */
+  private watchStall(s: Stream): void {
     if (this.stallTimer !== null) return;
+    if (s.writeBufferLength === 0 && this.queue.length === 0) return;
     const ms = this.net.options.writeStallTimeoutMs;
-    this.stallTimer = setTimeout(() => {
+    this.lastProgress = Date.now();
+    const check = () => {
       this.stallTimer = null;
-      if (this.stream === s && s.writableNeedsDrain) s.abort(new TimeoutError(`party ${this.peer.index} accepted no MPC bytes for ${ms} ms`));
-    }, ms);
+      if (this.stream !== s) return;
+      if (s.writeBufferLength === 0 && this.queue.length === 0) return;
+      const idle = Date.now() - this.lastProgress;
+      if (idle >= ms) {
+        s.abort(new TimeoutError(`party ${this.peer.index} accepted no MPC bytes for ${idle} ms (network.writeStallTimeoutMs)`));
+        return;
+      }
+      this.stallTimer = setTimeout(check, ms - idle);
+      this.stallTimer.unref();
+    };
+    this.stallTimer = setTimeout(check, ms);
     this.stallTimer.unref();
   }
 
@@ -345,7 +365,7 @@ class PeerLink {
       })
       .catch((e) => {
         this.opening = false;
-        if (ref === this.ref) this.broken(`could not open an MPC stream within ${dialTimeoutMs} ms: ${errorText(e)}`, e);
+        if (ref === this.ref) this.broken(`could not open an MPC stream to party ${this.peer.index} (dial timeout ${dialTimeoutMs} ms): ${errorText(e)}`, e);
       });
   }
 
@@ -353,9 +373,8 @@ class PeerLink {
     this.stream = s;
     this.net.counters.streamsOutbound++;
     s.addEventListener('drain', () => {
-      this.clearStall();
+      this.lastProgress = Date.now();
       this.flush();
-      if (s.writableNeedsDrain) this.armStall(s);
     });
     s.addEventListener('message', () => {
       // The peer only reads this stream; bytes from it are a protocol violation we drop.
@@ -413,6 +432,8 @@ class MpcNetworkImpl implements MpcNetwork {
   private readonly closeCtl = new AbortController();
   private readonly sessions = new Map<string, MpcSession>();
   private readonly recentlyClosed = new Set<string>();
+  /** Sessions whose early frames were refused outright (too many sessions held). */
+  private readonly refusedEarly = new Set<string>();
   private readonly early = new Map<string, EarlySession>();
   private earlyBytes = 0;
   private readonly links = new Map<PartyIndex, PeerLink>();
@@ -467,6 +488,9 @@ class MpcNetworkImpl implements MpcNetwork {
       for (const { from, frame, ref } of held.frames) this.deliver(s, from, frame, ref);
       for (const [p, why] of held.broken) s.failPeer(p, why);
       for (const [p, why] of held.refused) s.failPeer(p, why);
+    }
+    if (this.refusedEarly.delete(key)) {
+      for (const p of s.peers()) s.failPeer(p, `messages of this session arrived before it was opened here while network.maxEarlySessions (${this.options.maxEarlySessions}) sessions were already held; they were refused`);
     }
     return s;
   }
@@ -588,6 +612,8 @@ class MpcNetworkImpl implements MpcNetwork {
     if (!e) {
       if (this.early.size >= maxEarlySessions) {
         this.counters.earlyRefused++;
+        this.refusedEarly.add(frame.session);
+        if (this.refusedEarly.size > RECENTLY_CLOSED_CAP) this.refusedEarly.delete(this.refusedEarly.values().next().value!);
         this.metrics?.securityThreats?.inc({ kind: 'unknown_session' });
         this.warnThrottled('early-sessions', { party: from, session: frame.session, limit: maxEarlySessions }, 'refused frame for an unknown session: too many sessions not opened here');
         return;
