@@ -7,6 +7,7 @@
  */
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
+import { prometheusMetrics } from '@libp2p/prometheus-metrics';
 import type { ComputeBackend } from '../protocols/backend.ts';
 import { createBackend } from '../protocols/backends.ts';
 import type { PartyIndex } from '../protocols/transport.ts';
@@ -118,6 +119,8 @@ export class PartyNode {
         },
         {
           logger: log.child({ module: 'network' }), privateKey: identity.privateKey, metrics,
+          // One registry for qmpc's and libp2p's metrics; prom-client's defaults are registered once, by createMetrics.
+          libp2pMetrics: prometheusMetrics({ registry, collectDefaultMetrics: false, preserveExistingMetrics: true }),
           onRefused: (peerId, reason) => {
             refusals.unshift({ peerId, reason, at: new Date().toISOString() });
             refusals.length = Math.min(refusals.length, RECENT_REFUSALS);

@@ -215,6 +215,7 @@ t.test('three daemons on loopback', { timeout: 90_000 }, async (t) => {
       t.ok(metricSum(m.body, 'quantum_tasks_scheduled_total') >= jobIds.length, `party ${i}: quantum_tasks_scheduled_total >= ${jobIds.length}`);
       t.ok(metricSum(m.body, 'quantum_tasks_completed_total') >= jobIds.length, `party ${i}: quantum_tasks_completed_total >= ${jobIds.length}`);
       t.same(samples(m.body, 'qmpc_peers_connected').map(([, v]) => v), [2], `party ${i}: qmpc_peers_connected 2`);
+      t.match(m.body, /^libp2p_data_transfer_bytes_total\{/m, `party ${i}: libp2p's own metrics share the registry`);
 
       const h = await httpGet(`${base}/health`);
       t.equal(h.status, 200, `party ${i}: /health 200`);

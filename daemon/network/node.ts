@@ -45,6 +45,8 @@ export interface PartyNodeDeps {
   metrics?: NetworkMetrics;
   /** Called for every refused stream or connection (after counting). */
   onRefused?: (peerId: string, reason: RefusalReason, protocol: string | null) => void;
+  /** libp2p's own metrics (e.g. @libp2p/prometheus-metrics on the daemon's registry). */
+  libp2pMetrics?: Libp2pOptions['metrics'];
 }
 
 export interface PartyEventDetail {
@@ -422,6 +424,7 @@ export async function createPartyNode(opts: NetworkOptionsInput, deps: PartyNode
     connectionManager: { dialTimeout: options.dialTimeoutMs },
     peerDiscovery,
     services: { identify: identify(), ping: ping() },
+    ...(deps.libp2pMetrics ? { metrics: deps.libp2pMetrics } : {}),
     start: false,
   });
   node = new PartyNodeImpl(libp2p, self, committee, options, { ...deps, logger: log });
