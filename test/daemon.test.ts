@@ -336,13 +336,17 @@ t.test('5. a party killed mid-job: clear errors everywhere, then recovery', { ti
     const stopped = await asked!;
     t.ok(err instanceof JobFailedError, `a cancelled job rejects (${String(err)})`);
     t.ok(stopped.length >= 1, `the cancel request stopped the job on parties ${stopped.join(', ')}`);
-    for (const i of stopped) {
-      const rec = await waitFor(`party ${i} records the cancellation`, 10_000, async () => {
+    // A party whose peers cancelled first may already have failed on the closed session when its own cancel arrives.
+    const states: string[] = [];
+    for (const i of PARTIES) {
+      const rec = await waitFor(`party ${i} records the job's end`, 10_000, async () => {
         const r = (await cluster.admin(i, 'job', { id: victim.header.job_id })) as JobRec;
         return r.state === 'running' || r.state === 'received' ? null : r;
       });
-      t.equal(rec.state, 'cancelled', `party ${i}: state cancelled`);
+      states.push(rec.state);
     }
+    t.ok(states.every((st) => st === 'cancelled' || st === 'failed'), `every party ended the job (${states})`);
+    t.ok(states.includes('cancelled'), 'at least one party records it as cancelled');
   }
 
   // ≈ 3 s of compute on 2 cores, so the kill lands in the middle of it.
