@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clusterInit, type ClusterLayout } from '../daemon/cluster-init.ts';
 import { adminRequest } from '../daemon/admin/client.ts';
+import { waitFor } from './wait-for.ts';
 
 const CLI = new URL('../daemon/cli.ts', import.meta.url).pathname;
 
@@ -37,20 +38,6 @@ export interface LocalClusterOptions {
   keep?: boolean;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise<LocalCluster> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'qmpc-cluster-'));
@@ -70,13 +57,13 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
       child.once('exit', () => {
         if (procs[i] === child) procs[i] = null;
       });
-      await until(`party ${i} admin socket`, 30_000, async () => {
+      await waitFor(`party ${i} admin socket`, 30_000, async () => {
         if (procs[i] !== child) throw new Error(`party ${i} exited during start-up; see ${logFile(i)}`);
         return adminRequest(layout.sockets[i], 'version', {}, { timeoutMs: 1000 });
       });
     },
     async waitConnected(timeoutMs = 30_000) {
-      await Promise.all(procs.map((p, i) => p && until(`party ${i} connected to both peers`, timeoutMs, async () => {
+      await Promise.all(procs.map((p, i) => p && waitFor(`party ${i} connected to both peers`, timeoutMs, async () => {
         const s = (await adminRequest(layout.sockets[i], 'status', {}, { timeoutMs: 1000 })) as { peersConnected: number[] };
         return s.peersConnected.length === 2 ? true : null;
       })));

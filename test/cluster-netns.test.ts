@@ -23,6 +23,7 @@ import { newJobId } from '../daemon/client/job-request.ts';
 import { ENV_ALIASES } from '../daemon/config/load.ts';
 import { createNetnsLab, netnsUnavailable, sweepStaleNetns, type NetnsHost, type NetnsLab } from './helpers/netns.ts';
 import type { ClientReply, ClientRequest } from './helpers/netns-client.ts';
+import { waitFor } from '../scripts/wait-for.ts';
 
 const CLI = new URL('../daemon/cli.ts', import.meta.url).pathname;
 const CLIENT = new URL('./helpers/netns-client.ts', import.meta.url).pathname;
@@ -77,21 +78,6 @@ function maxAbsDiff(a: readonly number[], b: readonly number[]): number {
 }
 
 /** Polls `probe` until it returns a value; gives up after timeoutMs, or at once when `signal` aborts (the test ended). */
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined>, everyMs: number, signal: AbortSignal): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    if (signal.aborted) throw new Error(`${what}: the test ended while waiting`);
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** The environment for child processes, without anything that would reconfigure a daemon behind the test's back. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -121,7 +107,7 @@ t.test('three hosts on a bridge: mDNS discovery, a job, a partition, a heal', { 
   const procs: ChildProcess[] = [];
   /** Aborted by teardown, so that a timed-out or failed test stops polling at once. */
   const ended = new AbortController();
-  const wait = <T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined>, everyMs = 200) => until(what, timeoutMs, probe, everyMs, ended.signal);
+  const wait = <T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined>, everyMs = 200) => waitFor(what, timeoutMs, probe, everyMs, ended.signal);
   let lab: NetnsLab | null = null;
   /** The job submitted during the partition. */
   let partitionedJob: string | null = null;

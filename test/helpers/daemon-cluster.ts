@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { softmaxRows } from './float-reference.ts';
 import { uniform } from './three-parties.ts';
+export { waitFor } from '../../scripts/wait-for.ts';
 
 export const CLI = new URL('../../daemon/cli.ts', import.meta.url).pathname;
 
@@ -81,21 +82,6 @@ export function killStrays(): void {
   live.clear();
 }
 
-/** Polls `probe` every `everyMs` until it returns a value other than null/undefined; throws after timeoutMs. */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined> | T | null | undefined, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 export interface HttpReply {
   status: number;

@@ -14,6 +14,7 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+export { waitFor } from '../../scripts/wait-for.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 export const DEFAULT_TREE = process.env.QMPC_NSPAWN_TREE || '/var/cache/qmpc-test/bookworm';
@@ -336,18 +337,3 @@ export function parseSystemdTimestampUs(s: string | undefined): number {
   return Date.parse(`${m[1]}T${m[2]}Z`) * 1000 + Number(m[3]);
 }
 
-/** Polls probe every intervalMs until it returns non-null; rejects after timeoutMs with the last error. */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined>, intervalMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(intervalMs);
-  }
-}
