@@ -2,7 +2,7 @@
  * qmpcd under a real systemd. Boots systemd in containers (`systemd-nspawn -b`
  * over a Debian bookworm tree made with debootstrap and cached by
  * scripts/build-nspawn-tree.sh), each in its own network namespace on one
- * bridge (test/helpers/nspawn-net.ts, 10.78.0.0/24), installs qmpc in each
+ * bridge (test/helpers/netns.ts, 10.78.0.0/24), installs qmpc in each
  * with scripts/install.sh from this checkout (bound read-only at /src), and
  * drives systemd from outside with `nsenter -t <PID 1> -a systemctl …`.
  *
@@ -25,7 +25,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { clusterInit, type ClusterMember } from '../daemon/cluster-init.ts';
-import { createNspawnNet, sweepStaleNspawnNetns, type NspawnNet } from './helpers/nspawn-net.ts';
+import { createNetnsLab, sweepStaleNetns, type NetnsLab } from './helpers/netns.ts';
+
+const NETNS_PREFIX = 'qmpcnsp';
 import { NspawnContainer, REPO_ROOT, nspawnPrerequisites, onEmergencyCleanup, parseSystemdTimestampUs, waitFor, type JournalEntry } from './helpers/nspawn.ts';
 
 const UNIT = 'qmpcd.service';
@@ -63,12 +65,12 @@ const maxAbsDiff = (a: number[], b: number[]) => (a.length !== b.length ? Infini
 t.test('qmpcd under a real systemd (systemd-nspawn containers)', { skip: 'skip' in pre ? pre.skip : false }, async (t) => {
   if ('skip' in pre) return;
   t.comment(pre.built ? `built the Debian tree ${pre.tree} in ${(pre.buildMs / 1000).toFixed(1)} s` : `reused the cached Debian tree ${pre.tree}`);
-  const swept = sweepStaleNspawnNetns();
+  const swept = sweepStaleNetns(NETNS_PREFIX);
   if (swept.length) t.comment(`removed stale namespaces ${swept.join(', ')}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'qmpc-nspawn-'));
   const containers: NspawnContainer[] = [];
-  let net: NspawnNet | null = null;
+  let net: NetnsLab | null = null;
   t.teardown(async () => {
     await Promise.all(containers.map((c) => c.shutdown(15_000)));
     net?.destroy();
@@ -78,7 +80,7 @@ t.test('qmpcd under a real systemd (systemd-nspawn containers)', { skip: 'skip' 
 
   // ---- keys, configurations and the client's files (host side, bound read-only at /qmpc-test) ----
   const layout = await clusterInit({ dir: join(dir, 'keys'), metricsBasePort: 0, force: true });
-  net = createNspawnNet(3);
+  net = createNetnsLab({ prefix: NETNS_PREFIX, subnet: '10.78.0', hosts: [0, 1, 2].map((i) => ({ label: `party-${i}`, octet: 10 + i })) });
   // Killed mid-run (tap's timeout, ^C): containers die and the namespaces go even without the teardown.
   onEmergencyCleanup(() => {
     net?.destroy();
@@ -120,7 +122,7 @@ t.test('qmpcd under a real systemd (systemd-nspawn containers)', { skip: 'skip' 
   await t.test('three containers boot and scripts/install.sh installs qmpc in each', async (t) => {
     const booted = await Promise.allSettled(hosts.map((h, i) =>
       NspawnContainer.boot({
-        tree: pre.tree, name: `qmpc-nsp${process.pid}-${i}`, netnsPath: h.nsPath,
+        tree: pre.tree, name: `qmpc-nsp${process.pid}-${i}`, netnsPath: `/run/netns/${h.ns}`,
         bindsRo: { [REPO_ROOT]: '/src', [join(dir, `party-${i}`)]: '/qmpc-test' }, logFile: join(dir, `console-${i}.log`), timeoutMs: 60_000,
       }).then((c) => (containers[i] = c))));
     for (const [i, b] of booted.entries()) if (b.status === 'rejected') t.fail(`container ${i} boots: ${(b.reason as Error).message}`);

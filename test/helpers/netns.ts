@@ -79,9 +79,9 @@ export function netnsUnavailable(): string | null {
 }
 
 /** Deletes namespaces a previous run of this helper left behind (its process is gone). Processes inside are not touched. */
-export function sweepStaleNetns(): string[] {
+export function sweepStaleNetns(prefix = NETNS_PREFIX): string[] {
   const swept: string[] = [];
-  const re = new RegExp(`^${NETNS_PREFIX}(\\d+)-`);
+  const re = new RegExp(`^${prefix}(\\d+)-`);
   for (const name of listNetns()) {
     const m = re.exec(name);
     if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
@@ -110,6 +110,8 @@ export interface NetnsLabOptions {
   hosts: { label: string; octet: number }[];
   /** The first three octets of the /24 (default 10.77.0). */
   subnet?: string;
+  /** Namespace name prefix, so labs of different tests never meet (default NETNS_PREFIX). */
+  prefix?: string;
 }
 
 export interface NetnsLab {
@@ -134,7 +136,7 @@ export interface NetnsLab {
 export function createNetnsLab(opts: NetnsLabOptions): NetnsLab {
   const subnet = opts.subnet ?? '10.77.0';
   if (!/^10\.\d{1,3}\.\d{1,3}$/.test(subnet)) throw new Error(`subnet ${subnet} must be the first three octets of a 10.x.y.0/24`);
-  const tag = `${NETNS_PREFIX}${process.pid}`;
+  const tag = `${opts.prefix ?? NETNS_PREFIX}${process.pid}`;
   const switchNs = `${tag}-sw`;
   const bridge = 'br0';
   const created: string[] = [];
