@@ -5,8 +5,8 @@
 FROM node:24-bookworm-slim
 WORKDIR /usr/lib/qmpc
 COPY package.json package-lock.json .npmrc ./
-# Runtime dependencies only (the pinned Node devDependency is the image's own Node here).
-RUN npm ci --omit=dev --ignore-scripts=false && npm cache clean --force
+# Runtime dependencies only (the pinned Node package comes along; the image runs its own Node 24).
+RUN npm ci --omit=dev && npm cache clean --force
 COPY daemon ./daemon
 COPY protocols ./protocols
 COPY config ./config
