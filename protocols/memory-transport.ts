@@ -4,39 +4,13 @@
  * they would over sockets, and byte counts equal what a socket would carry as
  * payload.
  */
-import { AbortedError, PartyError, SessionClosedError, TimeoutError } from './errors.ts';
+import { PartyError, SessionClosedError } from './errors.ts';
+import { Inbox } from './inbox.ts';
 import { checkPartyIndex, newStats, type PartyIndex, type RecvOptions, type Transport, type TransportStats } from './transport.ts';
 
 export interface MemoryTransportOptions {
   /** Default receive timeout in milliseconds (default 30 000). */
   timeoutMs?: number;
-}
-
-interface Waiter {
-  resolve: (m: Uint8Array) => void;
-  reject: (e: Error) => void;
-}
-
-/** One direction between two parties: a FIFO of messages and at most one waiting receiver. */
-class Channel {
-  readonly queue: Uint8Array[] = [];
-  waiter: Waiter | null = null;
-  closedReason: string | null = null;
-
-  push(m: Uint8Array): void {
-    const w = this.waiter;
-    if (w) {
-      this.waiter = null;
-      w.resolve(m);
-    } else this.queue.push(m);
-  }
-
-  fail(reason: string): void {
-    this.closedReason ??= reason;
-    const w = this.waiter;
-    this.waiter = null;
-    w?.reject(new SessionClosedError(reason));
-  }
 }
 
 class MemoryTransport implements Transport {
@@ -57,7 +31,7 @@ class MemoryTransport implements Transport {
     this.stats.bytesSent += payload.byteLength;
     this.stats.messagesSent++;
     const ch = this.hub.channel(this.party, to);
-    if (ch.closedReason !== null) return; // the receiver has gone; like a socket, the bytes are dropped
+    if (ch.ended !== null) return; // the receiver has gone; like a socket, the bytes are dropped
     const copy = new Uint8Array(payload); // a real copy (Buffer#slice is a view): later writes to the caller's buffer must not leak through
     queueMicrotask(() => ch.push(copy));
   }
@@ -70,43 +44,7 @@ class MemoryTransport implements Transport {
     }
     if (from === this.party) return Promise.reject(new PartyError(`party ${this.party} cannot receive from itself`));
     if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
-    const ch = this.hub.channel(from, this.party);
-    const m = ch.queue.shift();
-    if (m !== undefined) return this.count(Promise.resolve(m));
-    if (ch.closedReason !== null) return Promise.reject(new SessionClosedError(ch.closedReason));
-    if (ch.waiter) return Promise.reject(new PartyError(`party ${this.party} already has a pending receive from party ${from}`));
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(new AbortedError(`receive from party ${from} aborted`, signal.reason));
-    const timeoutMs = options.timeoutMs ?? this.hub.timeoutMs;
-    return this.count(
-      new Promise<Uint8Array>((resolve, reject) => {
-        const done = () => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        };
-        const onAbort = () => {
-          ch.waiter = null;
-          done();
-          reject(new AbortedError(`receive from party ${from} aborted`, signal?.reason));
-        };
-        const timer = setTimeout(() => {
-          ch.waiter = null;
-          done();
-          reject(new TimeoutError(`party ${this.party}: no message from party ${from} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        signal?.addEventListener('abort', onAbort, { once: true });
-        ch.waiter = {
-          resolve: (msg) => {
-            done();
-            resolve(msg);
-          },
-          reject: (e) => {
-            done();
-            reject(e);
-          },
-        };
-      }),
-    );
+    return this.count(this.hub.channel(from, this.party).take(this.party, from, options.timeoutMs ?? this.hub.timeoutMs, options.signal));
   }
 
   private async count(p: Promise<Uint8Array>): Promise<Uint8Array> {
@@ -122,25 +60,25 @@ class MemoryTransport implements Transport {
     for (const other of [0, 1, 2] as PartyIndex[]) {
       if (other === this.party) continue;
       // Our own pending receives fail now; peers fail once they have drained what we sent.
-      this.hub.channel(other, this.party).fail(`session closed by party ${this.party}: ${reason}`);
+      this.hub.channel(other, this.party).end(`session closed by party ${this.party}: ${reason}`);
       const out = this.hub.channel(this.party, other);
-      queueMicrotask(() => out.fail(`party ${this.party} closed the session: ${reason}`));
+      queueMicrotask(() => out.end(`party ${this.party} closed the session: ${reason}`));
     }
   }
 }
 
 class Hub {
   readonly timeoutMs: number;
-  private readonly channels = new Map<number, Channel>();
+  private readonly channels = new Map<number, Inbox>();
 
   constructor(timeoutMs: number) {
     this.timeoutMs = timeoutMs;
   }
 
-  channel(from: PartyIndex, to: PartyIndex): Channel {
+  channel(from: PartyIndex, to: PartyIndex): Inbox {
     const key = from * 3 + to;
     let ch = this.channels.get(key);
-    if (!ch) this.channels.set(key, (ch = new Channel()));
+    if (!ch) this.channels.set(key, (ch = new Inbox()));
     return ch;
   }
 }

@@ -17,7 +17,8 @@
  */
 import { Uint8ArrayList } from 'uint8arraylist';
 import type { Stream } from '@libp2p/interface';
-import { AbortedError, PartyError, SessionClosedError, TimeoutError } from '../../protocols/errors.ts';
+import { PartyError, SessionClosedError, TimeoutError } from '../../protocols/errors.ts';
+import { Inbox } from '../../protocols/inbox.ts';
 import { checkPartyIndex, newStats, type PartyIndex, type RecvOptions, type Transport, type TransportStats } from '../../protocols/transport.ts';
 import { QmpcError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -92,37 +93,10 @@ interface StreamRef {
   broken: boolean;
 }
 
-interface Waiter {
-  resolve: (m: Uint8Array) => void;
-  reject: (e: Error) => void;
-}
-
-/** Messages from one peer within one session. */
-class Inbox {
-  readonly queue: Uint8Array[] = [];
-  waiter: Waiter | null = null;
-  /** Why no more messages will come; queued ones are still delivered. */
-  ended: string | null = null;
+/** Messages from one peer within one session, with the sequence and stream they arrive on. */
+class PeerInbox extends Inbox {
   nextSeq = 0;
   stream: StreamRef | null = null;
-
-  push(m: Uint8Array): void {
-    const w = this.waiter;
-    if (w) {
-      this.waiter = null;
-      w.resolve(m);
-    } else this.queue.push(m);
-  }
-
-  /** No more messages; with `discard`, not even the ones already here. */
-  end(reason: string, discard: boolean): void {
-    if (this.ended !== null) return;
-    this.ended = reason;
-    if (discard) this.queue.length = 0;
-    const w = this.waiter;
-    this.waiter = null;
-    w?.reject(new SessionClosedError(reason));
-  }
 }
 
 /** What this party sends to one peer within one session. */
@@ -138,7 +112,7 @@ class MpcSession implements Transport {
   readonly stats: TransportStats = newStats();
   readonly key: string;
   readonly timeoutMs: number;
-  readonly inbox: Inbox[] = [new Inbox(), new Inbox(), new Inbox()];
+  readonly inbox: PeerInbox[] = [new PeerInbox(), new PeerInbox(), new PeerInbox()];
   readonly outbox: Outbox[] = [0, 1, 2].map(() => ({ seq: 0, stream: null, failed: null }));
   closed: string | null = null;
   private readonly net: MpcNetworkImpl;
@@ -174,41 +148,7 @@ class MpcSession implements Transport {
     }
     if (from === this.party) return Promise.reject(new PartyError(`party ${this.party} cannot receive from itself`));
     if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
-    const box = this.inbox[from];
-    const m = box.queue.shift();
-    if (m !== undefined) return Promise.resolve(this.count(from, m));
-    if (box.ended !== null) return Promise.reject(new SessionClosedError(box.ended));
-    if (box.waiter) return Promise.reject(new PartyError(`party ${this.party} already has a pending receive from party ${from}`));
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(new AbortedError(`receive from party ${from} aborted`, signal.reason));
-    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const onAbort = () => {
-        box.waiter = null;
-        done();
-        reject(new AbortedError(`receive from party ${from} aborted`, signal?.reason));
-      };
-      const timer = setTimeout(() => {
-        box.waiter = null;
-        done();
-        reject(new TimeoutError(`party ${this.party}: no message from party ${from} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      box.waiter = {
-        resolve: (msg) => {
-          done();
-          resolve(this.count(from, msg));
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-      };
-    });
+    return this.inbox[from].take(this.party, from, options.timeoutMs ?? this.timeoutMs, options.signal).then((m) => this.count(from, m));
   }
 
   private count(from: PartyIndex, m: Uint8Array): Uint8Array {
