@@ -4,9 +4,9 @@
  * they would over sockets, and byte counts equal what a socket would carry as
  * payload.
  */
-import { PartyError, SessionClosedError } from './errors.ts';
+import { SessionClosedError } from './errors.ts';
 import { Inbox } from './inbox.ts';
-import { checkPartyIndex, newStats, type PartyIndex, type RecvOptions, type Transport, type TransportStats } from './transport.ts';
+import { checkPeer, newStats, type PartyIndex, type RecvOptions, type Transport, type TransportStats } from './transport.ts';
 
 export interface MemoryTransportOptions {
   /** Default receive timeout in milliseconds (default 30 000). */
@@ -25,8 +25,7 @@ class MemoryTransport implements Transport {
   }
 
   send(to: PartyIndex, payload: Uint8Array): void {
-    checkPartyIndex(to, 'send target');
-    if (to === this.party) throw new PartyError(`party ${this.party} cannot send to itself`);
+    checkPeer(this.party, to, 'send target');
     if (this.closed !== null) throw new SessionClosedError(`send on closed session (party ${this.party}: ${this.closed})`);
     this.stats.bytesSent += payload.byteLength;
     this.stats.messagesSent++;
@@ -38,11 +37,10 @@ class MemoryTransport implements Transport {
 
   recv(from: PartyIndex, options: RecvOptions = {}): Promise<Uint8Array> {
     try {
-      checkPartyIndex(from, 'receive source');
+      checkPeer(this.party, from, 'receive source');
     } catch (e) {
       return Promise.reject(e);
     }
-    if (from === this.party) return Promise.reject(new PartyError(`party ${this.party} cannot receive from itself`));
     if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
     return this.count(this.hub.channel(from, this.party).take(this.party, from, options.timeoutMs ?? this.hub.timeoutMs, options.signal));
   }

@@ -43,6 +43,13 @@ export function checkPartyIndex(i: number, what = 'party index'): PartyIndex {
   return i;
 }
 
+/** The other side of a send or receive: a party index, and not this party's own. */
+export function checkPeer(self: PartyIndex, other: number, role: 'send target' | 'receive source'): PartyIndex {
+  const p = checkPartyIndex(other, role);
+  if (p === self) throw new PartyError(`party ${self} cannot ${role === 'send target' ? 'send to' : 'receive from'} itself`);
+  return p;
+}
+
 export function newStats(): TransportStats {
   return { bytesSent: 0, messagesSent: 0, bytesReceived: 0, messagesReceived: 0 };
 }
