@@ -24,6 +24,7 @@ import { createMetrics, type QmpcMetrics, type TaskFailureReason } from './metri
 import { startMetricsServer, type HealthReport, type MetricsServer, type SecurityStatusReport, type QuantumHealthReport } from './metrics/http.ts';
 import { createPartyNode as createNetworkNode, type PartyNode as NetworkNode } from './network/node.ts';
 import { createMpcNetwork, type MpcNetwork } from './network/mpc-transport.ts';
+import { noiseCipher } from './network/fast-noise.ts';
 import { jobStoreOf, openStore, type Store } from './store/index.ts';
 import { VERSION } from './version.ts';
 
@@ -210,7 +211,7 @@ export class PartyNode {
     const connected = new Set(this.network.connectedParties());
     return {
       status: 'healthy', securityLevel: this.config.mpc.security_level, protocol: this.config.mpc.protocol, threatModel: 'semi-honest, honest majority',
-      channel: { encryption: 'noise', noiseEncryption: true, muxer: 'yamux' },
+      channel: { encryption: 'noise', noiseEncryption: true, cipher: `ChaChaPoly/${noiseCipher.impl}`, muxer: 'yamux' },
       committee: { size: 3, party: this.party, members: this.config.committee.map((m) => ({ party: m.index, peerId: m.peer_id, connected: m.index === this.party || connected.has(m.index) })) },
       refusedPeers: { total: this.network.stats().refused, recent: [...this.refusals] },
       threatsDetected: 0,

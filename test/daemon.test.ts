@@ -227,11 +227,12 @@ t.test('three daemons on loopback', { timeout: 90_000 }, async (t) => {
 
       const s = await httpGet(`${base}/security/status`);
       t.equal(s.status, 200, `party ${i}: /security/status 200`);
-      const sec = JSON.parse(s.body) as { committee: { size: number; party: number; members: { party: number; peerId: string; connected: boolean }[] }; channel: { encryption: string } };
+      const sec = JSON.parse(s.body) as { committee: { size: number; party: number; members: { party: number; peerId: string; connected: boolean }[] }; channel: { encryption: string; cipher: string } };
       t.equal(sec.committee.size, 3);
       t.equal(sec.committee.party, i);
       t.same(sec.committee.members, committee.map((c) => ({ party: c.index, peerId: c.peer_id, connected: true })), `party ${i}: lists the committee, all connected`);
       t.equal(sec.channel.encryption, 'noise');
+      t.equal(sec.channel.cipher, 'ChaChaPoly/libsodium', 'Noise runs on libsodium here');
     }
   });
 

@@ -45,7 +45,7 @@ const security: SecurityStatusReport = {
   securityLevel: 128,
   protocol: 'aby3',
   threatModel: 'semi-honest, honest majority',
-  channel: { encryption: 'noise', noiseEncryption: true, muxer: 'yamux' },
+  channel: { encryption: 'noise', noiseEncryption: true, cipher: 'ChaChaPoly/libsodium', muxer: 'yamux' },
   committee: {
     size: 3,
     party: 1,

@@ -25,9 +25,7 @@ import { SessionClosedError, TimeoutError, PartyError } from '../protocols/error
 import type { PartyIndex, Transport } from '../protocols/transport.ts';
 import { silentLogger } from '../daemon/logger.ts';
 import { ConfigError } from '../daemon/errors.ts';
-import { createPartyNode, fastNoiseCrypto, type PartyNode, type PartyNodeDeps } from '../daemon/network/node.ts';
-import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';
-import { Uint8ArrayList } from 'uint8arraylist';
+import { createPartyNode, type PartyNode, type PartyNodeDeps } from '../daemon/network/node.ts';
 import { createMpcNetwork, SessionIdError, type MpcNetwork } from '../daemon/network/mpc-transport.ts';
 import { FrameDecoder, FrameError, encodeFrame, encodeHeader, encodeCloseReason, sessionKey, type Frame } from '../daemon/network/frames.ts';
 import { FRAME_HEADER_BYTES, FRAME_KIND, MAX_CLOSE_REASON_BYTES, MAX_FRAME_BYTES, MPC_PROTOCOL } from '../daemon/network/constants.ts';
@@ -222,26 +220,6 @@ t.test('(e) decoder fuzz: 3000 malformed frames, each rejected with a FrameError
   const both = Buffer.concat([bad, next]);
   const out = [...d.push(both.subarray(0, 30)), ...d.push(both.subarray(30))];
   t.same(out.map((x) => (x instanceof FrameError ? x.code : (x as Frame).payload[0])), ['ERR_FRAME_KIND', 42]);
-});
-
-t.test('Noise cipher: the node:crypto path with cached keys is the standard ChaCha20-Poly1305', async (t) => {
-  const k = randomBytes(32), nonce = randomBytes(12), ad = randomBytes(32);
-  const flat = (x: Uint8Array | Iterable<Uint8Array>) => Buffer.concat(x instanceof Uint8Array ? [x] : [...x]);
-  for (const n of [0, 100, 1199, 1200, 5000, 65519]) {
-    const pt = randomBytes(n);
-    const mine = flat(fastNoiseCrypto.chaCha20Poly1305Encrypt(pt, nonce, ad, k) as Uint8Array);
-    const theirs = flat(defaultCrypto.chaCha20Poly1305Encrypt(pt, nonce, ad, k) as Uint8Array);
-    t.ok(mine.equals(theirs), `${n} bytes: same ciphertext and tag as libp2p-noise's default`);
-    // Split input (as Noise passes a message that spans socket reads), with and without dst.
-    const list = new Uint8ArrayList(mine.subarray(0, n >> 1), mine.subarray(n >> 1));
-    const viaList = flat(fastNoiseCrypto.chaCha20Poly1305Decrypt(list as never, nonce, ad, k) as Uint8Array);
-    const viaDst = flat(fastNoiseCrypto.chaCha20Poly1305Decrypt(list as never, nonce, ad, k, mine.subarray(0, n)) as Uint8Array);
-    t.ok(viaList.equals(pt) && viaDst.equals(pt), `${n} bytes: decrypts from pieces`);
-    const bad = Buffer.from(mine);
-    bad[bad.length - 1] ^= 1;
-    t.throws(() => fastNoiseCrypto.chaCha20Poly1305Decrypt(bad, nonce, ad, k), `${n} bytes: a forged tag is refused`);
-    if (n >= 1200) t.throws(() => fastNoiseCrypto.chaCha20Poly1305Decrypt(list as never, nonce, ad, k, new Uint8Array(n)), 'a dst that is not the ciphertext fails the tag check');
-  }
 });
 
 t.test('options: defaults, and errors that name the key', async (t) => {
@@ -594,32 +572,3 @@ t.test('mDNS discovery on this host (no addresses in the committee)', {
   for (const r of await mulOver(ts, [0.5], [0.5])) near(t, r, [0.25], 2 ** -14, 'product over mDNS-found peers');
 });
 
-t.test('the Noise message splitter returns every length-prefixed message whatever the read boundaries', async (t) => {
-  const { NoiseMessageSplitter } = await import('../daemon/network/node.ts');
-  let seed = 99;
-  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
-  for (let trial = 0; trial < 200; trial++) {
-    const messages = Array.from({ length: 1 + rnd(6) }, () => Uint8Array.from({ length: [0, 1, 2, 300, 65535][rnd(5)] }, () => rnd(256)));
-    const wire = new Uint8Array(messages.reduce((s, m) => s + 2 + m.length, 0));
-    let off = 0;
-    for (const m of messages) {
-      wire[off] = m.length >> 8;
-      wire[off + 1] = m.length & 0xff;
-      wire.set(m, off + 2);
-      off += 2 + m.length;
-    }
-    const splitter = new NoiseMessageSplitter();
-    const got: Uint8Array[] = [];
-    for (let at = 0; at < wire.length;) {
-      const step = 1 + rnd(70_000);
-      for (const piece of splitter.decode(wire.subarray(at, at + step))) got.push(piece instanceof Uint8Array ? piece : piece.subarray());
-      at += step;
-    }
-    const want = messages.filter((m) => m.length > 0);
-    if (got.length !== want.length || got.some((g, i) => g.length !== want[i].length || g.some((b, k) => b !== want[i][k]))) {
-      t.fail(`trial ${trial}: ${got.length} messages decoded, ${want.length} sent`);
-      return;
-    }
-  }
-  t.pass('200 random message sequences split at random points decode exactly (empty messages skipped)');
-});

@@ -67,7 +67,8 @@ export interface SecurityStatusReport {
   protocol: string;
   threatModel: 'semi-honest, honest majority';
   /** There is no plaintext fallback; the literal types say so. */
-  channel: { encryption: 'noise'; noiseEncryption: true; muxer: string };
+  /** cipher: Noise's ChaCha20-Poly1305 implementation here (libsodium, or node:crypto where sodium-native cannot load). */
+  channel: { encryption: 'noise'; noiseEncryption: true; cipher: string; muxer: string };
   committee: {
     size: number;
     party: number;

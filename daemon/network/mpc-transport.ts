@@ -26,6 +26,7 @@ import { FRAME_HEADER_BYTES, FRAME_KIND, MPC_PROTOCOL } from './constants.ts';
 import { FrameDecoder, FrameError, decodeCloseReason, encodeCloseReason, encodeHeader, sessionKey, type Frame, type FrameErrorCode } from './frames.ts';
 import type { CommitteePeer, PartyNode } from './node.ts';
 import type { NetworkMetrics, NetworkOptions } from './options.ts';
+import { capFrameBytes } from './yamux-frames.ts';
 
 /** A session id that is malformed, already open, or recently used. */
 export class SessionIdError extends QmpcError {
@@ -309,6 +310,7 @@ class PeerLink {
 
   private attach(s: Stream, ref: StreamRef): void {
     this.stream = s;
+    capFrameBytes(s, this.net.node.options.muxer.maxStreamWindowSize / FRAMES_PER_WINDOW);
     this.net.counters.streamsOutbound++;
     s.addEventListener('drain', () => {
       this.lastProgress = Date.now();
@@ -354,6 +356,8 @@ class PeerLink {
 }
 
 const RECENTLY_CLOSED_CAP = 8192;
+/** Yamux frames per stream window on MPC streams (yamux-frames.ts): enough in flight that credit returns while sending goes on. */
+const FRAMES_PER_WINDOW = 4;
 
 class MpcNetworkImpl implements MpcNetwork {
   readonly node: PartyNode;

@@ -9,10 +9,6 @@
  */
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
-import { noise, type ICryptoInterface } from '@chainsafe/libp2p-noise';
-import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';
-import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
-import { Uint8ArrayList } from 'uint8arraylist';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify, type Identify } from '@libp2p/identify';
 import { ping, type Ping } from '@libp2p/ping';
@@ -25,6 +21,7 @@ import { AbortedError, TimeoutError } from '../../protocols/errors.ts';
 import type { PartyIndex } from '../../protocols/transport.ts';
 import { ConfigError, QmpcError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { fastNoise, noiseCipher } from './fast-noise.ts';
 import { resolveNetworkOptions, type NetworkMetrics, type NetworkOptions, type NetworkOptionsInput } from './options.ts';
 
 export interface CommitteePeer {
@@ -309,189 +306,6 @@ class PartyNodeImpl extends TypedEventEmitter<PartyNodeEvents> implements PartyN
 }
 
 const COMMITTEE_TAG = 'qmpc-committee';
-const CHACHA = 'chacha20-poly1305';
-const TAG_BYTES = 16;
-/** Below this, the WebAssembly cipher of the default set is faster than node:crypto's setup cost. */
-const SMALL_MESSAGE = 1200;
-const keyObjects = new WeakMap<Uint8Array, KeyObject>();
-type NoiseBytes = ReturnType<ICryptoInterface['chaCha20Poly1305Encrypt']>;
-
-/** Noise's cipher key object, imported once per key rather than once per 64 KiB message. */
-function keyObject(k: Uint8Array): KeyObject {
-  let ko = keyObjects.get(k);
-  if (ko === undefined) keyObjects.set(k, (ko = createSecretKey(k)));
-  return ko;
-}
-
-/**
- * ChaCha20-Poly1305 for Noise through node:crypto with the key imported once
- * per session key: libp2p-noise's default re-imports the raw key for every
- * message (≈ 10 % of a bulk transfer's CPU on each side).
- */
-export const fastNoiseCrypto: ICryptoInterface = {
-  ...defaultCrypto,
-  chaCha20Poly1305Encrypt(plaintext, nonce, ad, k) {
-    if (plaintext.byteLength < SMALL_MESSAGE) return defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k);
-    const c = createCipheriv(CHACHA, keyObject(k), nonce, { authTagLength: TAG_BYTES });
-    c.setAAD(ad, { plaintextLength: plaintext.byteLength });
-    const out = new Uint8ArrayList();
-    if (plaintext instanceof Uint8Array) out.append(c.update(plaintext));
-    else for (const b of plaintext) out.append(c.update(b));
-    c.final();
-    out.append(c.getAuthTag());
-    // Noise bundles its own uint8arraylist 2.x: the same class at run time (lists are recognised by a shared symbol), another one to tsc.
-    return out as unknown as NoiseBytes;
-  },
-  chaCha20Poly1305Decrypt(ciphertext, nonce, ad, k, dst) {
-    if (ciphertext.byteLength < SMALL_MESSAGE) return defaultCrypto.chaCha20Poly1305Decrypt(ciphertext, nonce, ad, k, dst);
-    const n = ciphertext.byteLength - TAG_BYTES;
-    const d = createDecipheriv(CHACHA, keyObject(k), nonce, { authTagLength: TAG_BYTES });
-    d.setAAD(ad, { plaintextLength: n });
-    d.setAuthTag(ciphertext.subarray(n));
-    let out: Uint8Array;
-    if (ciphertext instanceof Uint8Array) out = d.update(ciphertext.subarray(0, n));
-    // A message split across socket reads: Noise has already joined its ciphertext
-    // into `dst` (meant for in-place ciphers), so one update replaces one per piece.
-    // Were dst anything else, the tag check below would fail loudly.
-    else if (dst !== undefined && dst.byteLength === n) out = d.update(dst);
-    else {
-      // Piece by piece: joining them first would copy (and allocate) the whole message again.
-      const list = new Uint8ArrayList();
-      for (const b of ciphertext.sublist(0, n)) list.append(d.update(b));
-      d.final();
-      return list as unknown as NoiseBytes;
-    }
-    d.final(); // throws on a bad tag: Noise aborts the connection
-    return out;
-  },
-};
-
-/** Noise's transport message limit (ciphertext and tag), as @chainsafe/libp2p-noise chunks. */
-const NOISE_MSG_MAX = 65535;
-
-/** The parts of @chainsafe/libp2p-noise's encrypted stream (17.x) that tuneNoiseStream replaces or uses. */
-interface NoiseStreamInternals {
-  decrypt?: unknown;
-  decoder?: unknown;
-  handshake?: { decrypt?: unknown };
-  metrics?: { decryptedPackets?: { increment(): void }; decryptErrors?: { increment(): void } };
-}
-
-/**
- * Noise's own decrypt (17.x) first joins a message that straddles two socket
- * reads into a fresh buffer — Node reads 64 KiB at a time and a full Noise
- * message is 65,537 bytes on the wire, so that is nearly every message of a
- * bulk transfer — only to hand it to a cipher that does not decrypt in place.
- * This one passes the pieces to the same session cipher (same keys, nonces and
- * tag check: Noise's handshake object does all of that), which decrypts them
- * in turn.
- */
-function decryptNoiseMessages(this: Required<Pick<NoiseStreamInternals, 'metrics'>> & { handshake: { decrypt(c: Uint8Array | Uint8ArrayList): Uint8Array | Uint8ArrayList } }, chunk: Uint8Array | Uint8ArrayList): Uint8ArrayList {
-  const out = new Uint8ArrayList();
-  for (let i = 0; i < chunk.byteLength; i += NOISE_MSG_MAX) {
-    const end = Math.min(i + NOISE_MSG_MAX, chunk.byteLength);
-    if (end - TAG_BYTES < i) throw new Error('Invalid chunk');
-    const encrypted = chunk instanceof Uint8Array ? chunk.subarray(i, end) : chunk.sublist(i, end);
-    try {
-      out.append(this.handshake.decrypt(encrypted));
-      this.metrics?.decryptedPackets?.increment();
-    } catch (e) {
-      this.metrics?.decryptErrors?.increment();
-      throw e;
-    }
-  }
-  return out;
-}
-
-/**
- * Splits the socket's byte stream into Noise messages (2-byte big-endian
- * length, then that many bytes), as Noise's LengthPrefixedDecoder does, but
- * over plain arrays: a message inside one socket read comes out as a view of
- * it, one that straddles reads as a list of views — never a copy, and no
- * Uint8ArrayList bookkeeping per read. A 16-bit length bounds what it holds to
- * one message.
- */
-export class NoiseMessageSplitter {
-  /** 0: before the length, 1: after its first byte, 2: in the body. */
-  private state = 0;
-  private len = 0;
-  private parts: Uint8Array[] = [];
-  private have = 0;
-
-  decode(data: Uint8Array | Iterable<Uint8Array>): Array<Uint8Array | Uint8ArrayList> {
-    const out: Array<Uint8Array | Uint8ArrayList> = [];
-    if (data instanceof Uint8Array) this.push(data, out);
-    else for (const c of data) this.push(c, out);
-    return out;
-  }
-
-  private push(c: Uint8Array, out: Array<Uint8Array | Uint8ArrayList>): void {
-    const n = c.byteLength;
-    let off = 0;
-    while (off < n) {
-      if (this.state === 0) {
-        if (n - off < 2) {
-          this.len = c[off++] << 8;
-          this.state = 1;
-          continue;
-        }
-        this.len = (c[off] << 8) | c[off + 1];
-        off += 2;
-        this.state = 2;
-      } else if (this.state === 1) {
-        this.len |= c[off++];
-        this.state = 2;
-      }
-      if (this.len === 0) {
-        this.state = 0; // an empty message carries nothing, as in Noise's decoder
-        continue;
-      }
-      if (this.have === 0 && n - off >= this.len) {
-        out.push(c.subarray(off, off + this.len));
-        off += this.len;
-        this.state = 0;
-        continue;
-      }
-      const k = Math.min(this.len - this.have, n - off);
-      if (k === 0) break;
-      this.parts.push(c.subarray(off, off + k));
-      this.have += k;
-      off += k;
-      if (this.have === this.len) {
-        out.push(new Uint8ArrayList(...this.parts));
-        this.parts = [];
-        this.have = 0;
-        this.state = 0;
-      }
-    }
-  }
-}
-
-/** Installs decryptNoiseMessages and a NoiseMessageSplitter on a Noise-secured stream when it has the expected shape; otherwise leaves Noise's own. */
-function tuneNoiseStream<T extends { connection: unknown }>(secured: T): T {
-  const s = secured.connection as NoiseStreamInternals;
-  if (typeof s.decrypt === 'function' && typeof s.handshake?.decrypt === 'function') {
-    s.decrypt = decryptNoiseMessages;
-    // Bytes already buffered by Noise's decoder would be lost with it: swap only while it holds none.
-    const d = s.decoder as { decode?: unknown; buffer?: { byteLength?: number } } | undefined;
-    if (typeof d?.decode === 'function' && d.buffer?.byteLength === 0) s.decoder = new NoiseMessageSplitter();
-  }
-  return secured;
-}
-
-/** libp2p-noise with fastNoiseCrypto and tuneNoiseStream. */
-function fastNoise(): ReturnType<typeof noise> {
-  const make = noise({ crypto: fastNoiseCrypto });
-  return (components) => {
-    const enc = make(components);
-    const inbound = enc.secureInbound.bind(enc);
-    const outbound = enc.secureOutbound.bind(enc);
-    enc.secureInbound = async (connection, options) => tuneNoiseStream(await inbound(connection, options));
-    enc.secureOutbound = async (connection, options) => tuneNoiseStream(await outbound(connection, options));
-    return enc;
-  };
-}
-
 function jitter(ms: number): number {
   return Math.round(ms * (0.75 + Math.random() * 0.5));
 }
@@ -569,7 +383,8 @@ export async function createPartyNode(opts: NetworkOptionsInput, deps: PartyNode
   }
   await libp2p.start();
   node.begin();
-  log.info({ peer: selfId.toString(), party: self.index, addrs: libp2p.getMultiaddrs().map(String) }, 'party node listening');
+  log.info({ peer: selfId.toString(), party: self.index, addrs: libp2p.getMultiaddrs().map(String), noiseCipher: noiseCipher.impl }, 'party node listening');
+  if (noiseCipher.reason !== null) log.warn({ reason: noiseCipher.reason }, 'Noise uses node:crypto rather than libsodium (same wire format, more CPU per byte)');
   if (deps.signal) {
     const n = node;
     if (deps.signal.aborted) await n.stop();
