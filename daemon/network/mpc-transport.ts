@@ -357,7 +357,7 @@ class PeerLink {
 
 const RECENTLY_CLOSED_CAP = 8192;
 /** Yamux frames per stream window on MPC streams (yamux-frames.ts): enough in flight that credit returns while sending goes on. */
-const FRAMES_PER_WINDOW = Number(process.env.QMPC_FPW ?? 4);
+const FRAMES_PER_WINDOW = 4;
 
 class MpcNetworkImpl implements MpcNetwork {
   readonly node: PartyNode;
