@@ -75,9 +75,9 @@ function makeAead(s: Sodium, maxPiecesBytes: number): SodiumAead {
       let off = 0;
       for (const p of message) {
         if (off >= n) break;
-        const k2 = Math.min(p.byteLength, n - off);
-        p.set(scratch.subarray(off, off + k2));
-        off += k2;
+        const take = Math.min(p.byteLength, n - off);
+        p.set(scratch.subarray(off, off + take));
+        off += take;
       }
     },
   };
