@@ -4,7 +4,6 @@
  * they would over sockets, and byte counts equal what a socket would carry as
  * payload.
  */
-import { SessionClosedError } from './errors.ts';
 import { Inbox } from './inbox.ts';
 import { checkPeer, newStats, type PartyIndex, type RecvOptions, type Transport, type TransportStats } from './transport.ts';
 
@@ -25,8 +24,7 @@ class MemoryTransport implements Transport {
   }
 
   send(to: PartyIndex, payload: Uint8Array): void {
-    checkPeer(this.party, to, 'send target');
-    if (this.closed !== null) throw new SessionClosedError(`send on closed session (party ${this.party}: ${this.closed})`);
+    checkPeer(this.party, to, 'send target', this.closed);
     this.stats.bytesSent += payload.byteLength;
     this.stats.messagesSent++;
     const ch = this.hub.channel(this.party, to);
@@ -37,11 +35,10 @@ class MemoryTransport implements Transport {
 
   recv(from: PartyIndex, options: RecvOptions = {}): Promise<Uint8Array> {
     try {
-      checkPeer(this.party, from, 'receive source');
+      checkPeer(this.party, from, 'receive source', this.closed);
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
     return this.count(this.hub.channel(from, this.party).take(this.party, from, options.timeoutMs ?? this.hub.timeoutMs, options.signal));
   }
 

@@ -4,7 +4,7 @@
  * or be aborted. The daemon supplies a libp2p implementation; tests and
  * benchmarks use the in-memory one (memory-transport.ts).
  */
-import { PartyError } from './errors.ts';
+import { PartyError, SessionClosedError } from './errors.ts';
 
 export type PartyIndex = 0 | 1 | 2;
 export const PARTIES = 3;
@@ -43,10 +43,15 @@ export function checkPartyIndex(i: number, what = 'party index'): PartyIndex {
   return i;
 }
 
-/** The other side of a send or receive: a party index, and not this party's own. */
-export function checkPeer(self: PartyIndex, other: number, role: 'send target' | 'receive source'): PartyIndex {
+/**
+ * Checks a send or receive before it starts: the other side is a party index,
+ * not this party's own, and the session is open (`closed`: why it is not).
+ */
+export function checkPeer(self: PartyIndex, other: number, role: 'send target' | 'receive source', closed: string | null): PartyIndex {
   const p = checkPartyIndex(other, role);
-  if (p === self) throw new PartyError(`party ${self} cannot ${role === 'send target' ? 'send to' : 'receive from'} itself`);
+  const send = role === 'send target';
+  if (p === self) throw new PartyError(`party ${self} cannot ${send ? 'send to' : 'receive from'} itself`);
+  if (closed !== null) throw new SessionClosedError(`${send ? 'send' : 'receive'} on closed session (party ${self}: ${closed})`);
   return p;
 }
 

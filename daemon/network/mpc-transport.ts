@@ -17,7 +17,7 @@
  */
 import { Uint8ArrayList } from 'uint8arraylist';
 import type { Stream } from '@libp2p/interface';
-import { PartyError, SessionClosedError, TimeoutError } from '../../protocols/errors.ts';
+import { PartyError, TimeoutError } from '../../protocols/errors.ts';
 import { Inbox } from '../../protocols/inbox.ts';
 import { checkPartyIndex, checkPeer, newStats, type PartyIndex, type RecvOptions, type Transport, type TransportStats } from '../../protocols/transport.ts';
 import { QmpcError } from '../errors.ts';
@@ -126,8 +126,7 @@ class MpcSession implements Transport {
   }
 
   send(to: PartyIndex, payload: Uint8Array): void {
-    checkPeer(this.party, to, 'send target');
-    if (this.closed !== null) throw new SessionClosedError(`send on closed session (party ${this.party}: ${this.closed})`);
+    checkPeer(this.party, to, 'send target', this.closed);
     if (FRAME_HEADER_BYTES + payload.byteLength > this.net.options.maxFrameBytes) {
       throw new FrameError('ERR_FRAME_TOO_LARGE', `a ${payload.byteLength}-byte message exceeds the frame limit of ${this.net.options.maxFrameBytes} bytes (network.maxFrameBytes) including the ${FRAME_HEADER_BYTES}-byte header`);
     }
@@ -142,11 +141,10 @@ class MpcSession implements Transport {
 
   recv(from: PartyIndex, options: RecvOptions = {}): Promise<Uint8Array> {
     try {
-      checkPeer(this.party, from, 'receive source');
+      checkPeer(this.party, from, 'receive source', this.closed);
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.closed !== null) return Promise.reject(new SessionClosedError(`receive on closed session (party ${this.party}: ${this.closed})`));
     return this.inbox[from].take(this.party, from, options.timeoutMs ?? this.timeoutMs, options.signal).then((m) => this.count(from, m));
   }
 
