@@ -11,21 +11,19 @@ import type { SharePair } from '../../protocols/arith.ts';
 import type { PartyIndex, Transport } from '../../protocols/transport.ts';
 import { QmpcError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { JobRecord as StoredJobRecord, JobState as StoredJobState } from '../store/repositories.ts';
 import { jobKind } from './kinds.ts';
 import { runJob } from './runner.ts';
 import { decodePairs, encodePairs, type Header, type TensorSpec } from './wire.ts';
 
-export type JobState = 'received' | 'running' | 'done' | 'failed' | 'cancelled';
+/** The stored lifecycle, less 'admitted': this service runs a job as soon as all three parties hold it. */
+export type JobState = Exclude<StoredJobState, 'admitted'>;
 
-export interface JobRecord {
-  id: string;
-  kind: string;
+/** The stored job record (daemon/store) with the fields this service writes given their types. */
+export interface JobRecord extends StoredJobRecord {
   state: JobState;
-  createdAt: number;
-  updatedAt: number;
   inputs: TensorSpec[];
   outputs?: TensorSpec[];
-  error?: { code: string; message: string };
   stats?: { durationMs: number; bytesSent: number; bytesReceived: number; messages: number; rounds: number };
 }
 
