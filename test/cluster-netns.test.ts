@@ -24,6 +24,8 @@ import { ENV_ALIASES } from '../daemon/config/load.ts';
 import { createNetnsLab, netnsUnavailable, sweepStaleNetns, type NetnsHost, type NetnsLab } from './helpers/netns.ts';
 import type { ClientReply, ClientRequest } from './helpers/netns-client.ts';
 import { waitFor } from '../scripts/wait-for.ts';
+import { maxAbsDiff, meanVariance } from './helpers/daemon-cluster.ts';
+import { softmaxRows } from './helpers/float-reference.ts';
 
 const CLI = new URL('../daemon/cli.ts', import.meta.url).pathname;
 const CLIENT = new URL('./helpers/netns-client.ts', import.meta.url).pathname;
@@ -49,33 +51,12 @@ const skip = netnsUnavailable();
 const M = 3, K = 8, N = 5;
 const X = Array.from({ length: M * K }, (_, i) => Math.sin(i * 0.9) * 1.5);
 const W = Array.from({ length: K * N }, (_, i) => Math.cos(i * 0.4) * 0.5);
-function matmulSoftmax(x: number[], w: number[]): number[] {
-  const out: number[] = [];
-  for (let r = 0; r < M; r++) {
-    const row = Array.from({ length: N }, (_, j) => x.slice(r * K, (r + 1) * K).reduce((s, v, q) => s + v * w[q * N + j], 0));
-    const mx = Math.max(...row);
-    const e = row.map((v) => Math.exp(v - mx));
-    const z = e.reduce((a, b) => a + b, 0);
-    out.push(...e.map((v) => v / z));
-  }
-  return out;
+function matmulSoftmax(x: number[], w: number[]): Float64Array {
+  const prod = new Float64Array(M * N);
+  for (let r = 0; r < M; r++) for (let j = 0; j < N; j++) for (let q = 0; q < K; q++) prod[r * N + j] += x[r * K + q] * w[q * N + j];
+  return softmaxRows(prod, N);
 }
 const V = Array.from({ length: 4 * 6 }, (_, i) => Math.cos(i * 1.3) * 2 + (i % 6) * 0.25);
-function meanVariance(v: number[], cols: number): { mean: number[]; variance: number[] } {
-  const mean: number[] = [], variance: number[] = [];
-  for (let r = 0; r < v.length / cols; r++) {
-    const row = v.slice(r * cols, (r + 1) * cols);
-    const mu = row.reduce((a, b) => a + b, 0) / cols;
-    mean.push(mu);
-    variance.push(row.reduce((a, b) => a + (b - mu) ** 2, 0) / cols);
-  }
-  return { mean, variance };
-}
-
-function maxAbsDiff(a: readonly number[], b: readonly number[]): number {
-  if (a.length !== b.length) return Infinity;
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-}
 
 /** Polls `probe` until it returns a value; gives up after timeoutMs, or at once when `signal` aborts (the test ended). */
 
@@ -286,7 +267,7 @@ t.test('three hosts on a bridge: mDNS discovery, a job, a partition, a heal', { 
     t.comment(`reconnected at ${elapsed()}`);
     const reply = await runClient('mean-variance', [{ name: 'x', shape: [4, 6], values: V }], 60_000);
     if (!reply.ok) return void t.fail(`job after the heal failed: ${reply.code}: ${reply.message}`);
-    const want = meanVariance(V, 6);
+    const want = meanVariance(Float64Array.from(V), 6);
     const mean = reply.outputs.find((o) => o.name === 'mean')!, variance = reply.outputs.find((o) => o.name === 'variance')!;
     const errMean = maxAbsDiff(mean.values, want.mean), errVar = maxAbsDiff(variance.values, want.variance);
     t.ok(errMean <= 1e-2, `row means match the plaintext (max error ${errMean.toExponential(2)})`);

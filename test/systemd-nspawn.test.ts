@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { clusterInit, type ClusterMember } from '../daemon/cluster-init.ts';
 import { createNetnsLab, sweepStaleNetns, type NetnsLab } from './helpers/netns.ts';
+import { maxAbsDiff, meanVariance } from './helpers/daemon-cluster.ts';
 
 const NETNS_PREFIX = 'qmpcnsp';
 import { NspawnContainer, REPO_ROOT, nspawnPrerequisites, onEmergencyCleanup, parseSystemdTimestampUs, waitFor, type JournalEntry } from './helpers/nspawn.ts';
@@ -48,19 +49,6 @@ type Rec = Record<string, unknown>;
 const records = (entries: JournalEntry[], msg: string) => entries.filter((e) => e.record?.msg === msg).map((e) => e.record!);
 const systemdLines = (entries: JournalEntry[]) => entries.filter((e) => e.identifier === 'systemd').map((e) => e.message);
 const nowUs = () => Date.now() * 1000;
-
-function meanVariance(values: number[], cols: number) {
-  const mean: number[] = [], variance: number[] = [];
-  for (let r = 0; r < values.length / cols; r++) {
-    const row = values.slice(r * cols, (r + 1) * cols);
-    const mu = row.reduce((a, b) => a + b, 0) / cols;
-    mean.push(mu);
-    variance.push(row.reduce((a, b) => a + (b - mu) ** 2, 0) / cols);
-  }
-  return { mean, variance };
-}
-
-const maxAbsDiff = (a: number[], b: number[]) => (a.length !== b.length ? Infinity : Math.max(...a.map((x, i) => Math.abs(x - b[i]))));
 
 t.test('qmpcd under a real systemd (systemd-nspawn containers)', { skip: 'skip' in pre ? pre.skip : false }, async (t) => {
   if ('skip' in pre) return;
@@ -296,7 +284,7 @@ t.test('qmpcd under a real systemd (systemd-nspawn containers)', { skip: 'skip' 
     t.equal(r.code, 0, `qmpc run exits 0${r.code ? `: ${r.stderr.trim()}` : ''}`);
     if (r.code !== 0) return;
     const outs = JSON.parse(r.stdout) as { name: string; shape: number[]; values: number[] }[];
-    const want = meanVariance(X, 6);
+    const want = meanVariance(Float64Array.from(X), 6);
     const mean = outs.find((o) => o.name === 'mean'), variance = outs.find((o) => o.name === 'variance');
     t.same(mean?.shape, [4], 'four row means');
     const errMean = maxAbsDiff(mean?.values ?? [], want.mean), errVar = maxAbsDiff(variance?.values ?? [], want.variance);
