@@ -16,7 +16,7 @@ import { Uint8ArrayList } from 'uint8arraylist';
 import { fastNoiseCrypto, NoiseMessageSplitter, noiseCipher, nodeNoiseCrypto } from '../daemon/network/fast-noise.ts';
 import { gather, sodiumAead, TAG_BYTES } from '../daemon/network/sodium-aead.ts';
 import { capFrameBytes } from '../daemon/network/yamux-frames.ts';
-import { checkStockInterop, checkTamperingRefused } from './helpers/noise-wire.ts';
+import { checkStockInterop, checkTamperingRefused, checkWireSlabsReused } from './helpers/noise-wire.ts';
 
 /** The reference: node:crypto's (OpenSSL's) ChaCha20-Poly1305, ciphertext then tag. */
 function referenceSeal(pt: Uint8Array, nonce: Uint8Array, ad: Uint8Array, k: Uint8Array): Buffer {
@@ -157,6 +157,8 @@ t.test('the Noise message splitter returns every length-prefixed message whateve
 t.test('a party node and a stock libp2p peer talk standard Noise both ways, and the wire carries no plaintext', (t) => checkStockInterop(t));
 
 t.test('one bit flipped on the wire: the party refuses the message, drops that connection and serves the next', (t) => checkTamperingRefused(t));
+
+t.test('the party seals into reused wire slabs under backpressure, and every byte arrives', (t) => checkWireSlabsReused(t));
 
 t.test('capFrameBytes caps what a Yamux stream sends per frame, and leaves other streams alone', async (t) => {
   const fake = { maxMessageSize: 16 * 1024 * 1024 };

@@ -11,8 +11,10 @@
  *   module cannot load, node:crypto with keys imported once per session key
  *   takes over (`noiseCipher` says which).
  * - The receive side splits the byte stream into messages without copying
- *   (NoiseMessageSplitter); the send side writes all Noise messages of a chunk
- *   as one buffer, so one socket write instead of three per 64 KiB message.
+ *   (NoiseMessageSplitter); the send side lays the Noise messages of a chunk
+ *   out back to back, in wire slabs of about 1 MiB that are written again once
+ *   the socket has sent them (wire-slabs.ts), so one socket write per slab
+ *   instead of three per 64 KiB message, and no fresh memory per chunk.
  *
  * Nonces, keys and the tag check stay Noise's own (its CipherState builds the
  * nonce and the handshake object calls the cipher); only where bytes live
@@ -23,9 +25,11 @@ import { noise, type ICryptoInterface } from '@chainsafe/libp2p-noise';
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';
 import { Uint8ArrayList } from 'uint8arraylist';
 import { gather, NOISE_MSG_MAX, sodiumAead, sodiumLoadError, TAG_BYTES, type SodiumAead } from './sodium-aead.ts';
+import { WireSlabs, type WireQueue } from './wire-slabs.ts';
 
 const NOISE_PLAINTEXT_MAX = NOISE_MSG_MAX - TAG_BYTES;
 const LENGTH_BYTES = 2;
+const NOISE_MSG_MAX_WIRE = LENGTH_BYTES + NOISE_MSG_MAX;
 
 type NoiseBytes = ReturnType<ICryptoInterface['chaCha20Poly1305Encrypt']>;
 /** Bytes in one piece or several (either of the two uint8arraylist copies in the tree). */
@@ -143,6 +147,9 @@ export const fastNoiseCrypto: ICryptoInterface = sodiumAead ? sodiumCrypto(sodiu
 interface NoiseStreamInternals {
   encrypt?: unknown;
   decrypt?: unknown;
+  /** The connection underneath (libp2p's TCP one: a message stream over a net.Socket). */
+  stream?: unknown;
+  wireSlabs?: WireSlabs;
   decoder?: unknown;
   handshake?: { encrypt?: unknown; decrypt?: unknown };
   metrics?: { encryptedPackets?: { increment(): void }; decryptedPackets?: { increment(): void }; decryptErrors?: { increment(): void } };
@@ -151,35 +158,74 @@ interface NoiseStreamInternals {
 interface TunedStream {
   handshake: { encrypt(p: Bytes): Bytes; decrypt(c: Bytes, dst?: Uint8Array): Bytes };
   metrics?: NoiseStreamInternals['metrics'];
+  /** Present when the connection's send queue can be watched (see wire-slabs.ts). */
+  wireSlabs?: WireSlabs;
 }
 
-/**
- * Noise's encrypt for a chunk the muxer sends: its messages (2-byte length,
- * ciphertext, tag) laid out back to back in one buffer, each sealed where it
- * lies, so the socket gets one write per chunk.
- */
-function sealNoiseMessages(this: TunedStream, chunk: Bytes): Uint8ArrayList {
-  const total = chunk.byteLength;
-  const count = Math.ceil(total / NOISE_PLAINTEXT_MAX);
-  const wire = Buffer.allocUnsafe(total + count * (LENGTH_BYTES + TAG_BYTES));
+/** Noise messages per wire slab: about 1 MiB of sealed bytes. */
+const SLAB_MESSAGES = 16;
+const SLAB_PLAINTEXT = SLAB_MESSAGES * NOISE_PLAINTEXT_MAX;
+const SLAB_BYTES = SLAB_MESSAGES * NOISE_MSG_MAX_WIRE;
+/** Slabs per connection: enough for what a 16 MiB Yamux window keeps in flight; beyond it, one-off buffers. */
+const MAX_SLABS = 24;
+/** Below this a sealed chunk gets a buffer of its own size; a slab would hold little and stay in flight as long. */
+const MIN_SLAB_FILL = 128 * 1024;
+
+/** The underlying connection's queue and its socket's, when they are the shapes this knows (libp2p TCP). */
+function wireQueueOf(s: NoiseStreamInternals): WireQueue | null {
+  const conn = s.stream as { writeBufferLength?: unknown; socket?: { writableLength?: unknown } } | undefined;
+  const socket = conn?.socket;
+  if (typeof conn?.writeBufferLength !== 'number' || typeof socket?.writableLength !== 'number') return null;
+  return { pendingBytes: () => (conn.writeBufferLength as number) + (socket.writableLength as number) };
+}
+
+/** Seals plaintext [from, to) of the chunk as Noise messages laid out back to back in `wire`; returns the bytes written. */
+function sealRange(s: TunedStream, chunk: Bytes, from: number, to: number, wire: Uint8Array): number {
   let w = 0;
-  for (let i = 0; i < total; i += NOISE_PLAINTEXT_MAX) {
-    const end = Math.min(i + NOISE_PLAINTEXT_MAX, total);
+  for (let i = from; i < to; i += NOISE_PLAINTEXT_MAX) {
+    const end = Math.min(i + NOISE_PLAINTEXT_MAX, to);
     const sealed = end - i + TAG_BYTES;
-    wire.writeUInt16BE(sealed, w);
+    wire[w] = sealed >>> 8;
+    wire[w + 1] = sealed & 0xff;
     const slot = wire.subarray(w + LENGTH_BYTES, w + LENGTH_BYTES + sealed);
     hint.sealInto = slot;
     let got: Bytes;
     try {
-      got = this.handshake.encrypt(chunk instanceof Uint8Array ? chunk.subarray(i, end) : chunk.sublist(i, end));
+      got = s.handshake.encrypt(chunk instanceof Uint8Array ? chunk.subarray(i, end) : chunk.sublist(i, end));
     } finally {
       hint.sealInto = null;
     }
     if (got !== slot) gather(got instanceof Uint8Array ? [got] : got, slot); // a cipher that made its own buffer (node:crypto)
-    this.metrics?.encryptedPackets?.increment();
+    s.metrics?.encryptedPackets?.increment();
     w += LENGTH_BYTES + sealed;
   }
-  return new Uint8ArrayList(wire);
+  return w;
+}
+
+function wireBytes(plaintext: number): number {
+  return plaintext + Math.ceil(plaintext / NOISE_PLAINTEXT_MAX) * (LENGTH_BYTES + TAG_BYTES);
+}
+
+/**
+ * Noise's encrypt for a chunk the muxer sends: its messages (2-byte length,
+ * ciphertext, tag) laid out back to back and sealed where they lie — in
+ * reused slabs of about 1 MiB for a bulk chunk, else in one buffer — so the
+ * socket gets one write per slab rather than three per 64 KiB message.
+ */
+function sealNoiseMessages(this: TunedStream, chunk: Bytes): Uint8ArrayList {
+  const total = chunk.byteLength;
+  const out = new Uint8ArrayList();
+  const slabs = this.wireSlabs;
+  slabs?.reclaim(); // the previous chunk's output is in the connection's queue by now; this one's is not yet
+  const step = slabs !== undefined && total >= MIN_SLAB_FILL ? SLAB_PLAINTEXT : total;
+  for (let from = 0; from < total; from += step) {
+    const to = Math.min(from + step, total);
+    const wire = slabs !== undefined && to - from >= MIN_SLAB_FILL ? slabs.take() : Buffer.allocUnsafe(wireBytes(to - from));
+    const n = sealRange(this, chunk, from, to, wire);
+    slabs?.hand(wire, n);
+    out.append(wire.subarray(0, n));
+  }
+  return out;
 }
 
 /**
@@ -270,7 +316,11 @@ export class NoiseMessageSplitter {
 /** Installs the sealing, opening and splitting above on a Noise-secured stream when it has the expected shape; otherwise leaves Noise's own. */
 function tuneNoiseStream<T extends { connection: unknown }>(secured: T): T {
   const s = secured.connection as NoiseStreamInternals;
-  if (typeof s.encrypt === 'function' && typeof s.handshake?.encrypt === 'function') s.encrypt = sealNoiseMessages;
+  if (typeof s.encrypt === 'function' && typeof s.handshake?.encrypt === 'function') {
+    s.encrypt = sealNoiseMessages;
+    const queue = wireQueueOf(s);
+    if (queue !== null) s.wireSlabs = new WireSlabs(SLAB_BYTES, MAX_SLABS, queue);
+  }
   if (typeof s.decrypt === 'function' && typeof s.handshake?.decrypt === 'function') {
     s.decrypt = openNoiseMessage;
     // Bytes already buffered by Noise's decoder would be lost with it: swap only while it holds none.

@@ -16,6 +16,7 @@ import type { Stream } from '@libp2p/interface';
 import { silentLogger } from '../../daemon/logger.ts';
 import { createPartyNode, type PartyNode } from '../../daemon/network/node.ts';
 import { capFrameBytes } from '../../daemon/network/yamux-frames.ts';
+import { wireSlabStats } from '../../daemon/network/wire-slabs.ts';
 import type { PartyIndex } from '../../protocols/transport.ts';
 
 interface Relay {
@@ -144,4 +145,22 @@ export async function checkTamperingRefused(t: Test): Promise<void> {
   const back = readBytes(again, small.length, 10_000);
   again.send(small);
   t.ok((await back).equals(small), 'a new connection is served as before');
+}
+
+/**
+ * 32 MiB echoed by the party: its sealed output goes out through reused wire
+ * slabs, and every byte comes back as sent. The stock peer reads while the
+ * party writes, so the party's socket backs up and slabs wait in flight.
+ */
+export async function checkWireSlabsReused(t: Test): Promise<void> {
+  const { stream: s } = await stockStream(t, await echoParty(t));
+  const before = { ...wireSlabStats };
+  const payload = randomBytes(32 * 1024 * 1024);
+  const echoed = readBytes(s, payload.length, 60_000);
+  for (let i = 0; i < payload.length; i += 1024 * 1024) s.send(payload.subarray(i, i + 1024 * 1024));
+  const back = await echoed;
+  t.ok(back.equals(payload), '32 MiB come back intact');
+  t.ok(wireSlabStats.made > before.made, `the party sealed into slabs (${wireSlabStats.made - before.made} made)`);
+  t.ok(wireSlabStats.reused > before.reused, `and wrote them again once sent (${wireSlabStats.reused - before.reused} reuses)`);
+  await s.close();
 }
