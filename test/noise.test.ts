@@ -46,7 +46,7 @@ t.test('libsodium is what Noise uses here', async (t) => {
   t.ok(sodiumAead);
 });
 
-t.test('sodium AEAD: seal and open agree with node:crypto, whole or in pieces, and refuse forgeries untouched', async (t) => {
+t.test('sodium AEAD: seal and open agree with node:crypto, whole, in one piece or in many, and refuse forgeries untouched', async (t) => {
   const aead = sodiumAead!;
   const cuts = cutter(7);
   let checked = 0;
@@ -59,11 +59,13 @@ t.test('sodium AEAD: seal and open agree with node:crypto, whole or in pieces, a
       aead.seal(whole, pt, ad, nonce, k);
       const fromPieces = Buffer.alloc(n + TAG_BYTES);
       aead.seal(fromPieces, piecesOf(pt, cut), ad, nonce, k);
+      const fromOnePiece = Buffer.alloc(n + TAG_BYTES);
+      aead.seal(fromOnePiece, [pt], ad, nonce, k);
       // In place: c starts where m does.
       const inPlace = Buffer.alloc(n + TAG_BYTES);
       pt.copy(inPlace);
       aead.seal(inPlace, inPlace.subarray(0, n), ad, nonce, k);
-      if (!whole.equals(ref) || !fromPieces.equals(ref) || !inPlace.equals(ref)) {
+      if (!whole.equals(ref) || !fromPieces.equals(ref) || !fromOnePiece.equals(ref) || !inPlace.equals(ref)) {
         t.fail(`seal of ${n} bytes (cuts ${cut}) differs from node:crypto`);
         return;
       }

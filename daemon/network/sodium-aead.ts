@@ -50,19 +50,29 @@ export function gather(pieces: Pieces, into: Uint8Array): number {
   return off;
 }
 
+/** The one piece when there is exactly one (a Noise message inside one muxer payload, the usual case), else null. */
+function onlyPiece(pieces: Pieces): Uint8Array | null {
+  let only: Uint8Array | null = null;
+  for (const p of pieces) {
+    if (only !== null) return null;
+    only = p;
+  }
+  return only;
+}
+
 function makeAead(s: Sodium, maxPiecesBytes: number): SodiumAead {
   // Reused for every message in pieces: hot in cache, where a fresh buffer would not be. Calls are synchronous.
   const scratch = new Uint8Array(maxPiecesBytes);
   return {
     maxPiecesBytes,
     seal(c, m, ad, nonce, k) {
-      if (m instanceof Uint8Array) {
-        s.crypto_aead_chacha20poly1305_ietf_encrypt(c, m, ad, null, nonce, k);
-        return;
+      let whole = m instanceof Uint8Array ? m : onlyPiece(m);
+      if (whole === null) {
+        const n = gather(m as Pieces, c.subarray(0, c.byteLength - TAG_BYTES));
+        if (n !== c.byteLength - TAG_BYTES) throw new RangeError(`seal: ${n} bytes of plaintext for a ${c.byteLength}-byte output`);
+        whole = c.subarray(0, n);
       }
-      const n = gather(m, c.subarray(0, c.byteLength - TAG_BYTES));
-      if (n !== c.byteLength - TAG_BYTES) throw new RangeError(`seal: ${n} bytes of plaintext for a ${c.byteLength}-byte output`);
-      s.crypto_aead_chacha20poly1305_ietf_encrypt(c, c.subarray(0, n), ad, null, nonce, k);
+      s.crypto_aead_chacha20poly1305_ietf_encrypt(c, whole, ad, null, nonce, k);
     },
     open(m, c, ad, nonce, k) {
       s.crypto_aead_chacha20poly1305_ietf_decrypt(m, null, c, ad, nonce, k);
