@@ -16,5 +16,5 @@ RUN useradd --system --home /var/lib/qmpc --shell /usr/sbin/nologin qmpc \
 USER qmpc
 ENV STATE_DIRECTORY=/var/lib/qmpc RUNTIME_DIRECTORY=/run/qmpc
 EXPOSE 7400 9464
-ENTRYPOINT ["node", "/usr/lib/qmpc/daemon/cli.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/usr/lib/qmpc/daemon/cli.ts"]
 CMD ["daemon", "--config", "/etc/qmpc/qmpcd.yaml"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * `qmpc`: the command line. This layer owns argument parsing, the process's
  * signals and exit codes; the subsystems are built by PartyNode (node.ts).

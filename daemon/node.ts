@@ -27,6 +27,7 @@ import { createMpcNetwork, type MpcNetwork } from './network/mpc-transport.ts';
 import { noiseCipher } from './network/fast-noise.ts';
 import { jobStoreOf, openStore, type Store } from './store/index.ts';
 import { VERSION } from './version.ts';
+import { missingNodeOptions } from './node-options.ts';
 
 export const NODE_STATUS = { starting: 'starting', running: 'running', stopping: 'stopping', stopped: 'stopped' } as const;
 export type NodeStatus = (typeof NODE_STATUS)[keyof typeof NODE_STATUS];
@@ -161,6 +162,8 @@ export class PartyNode {
       }
       node.status = NODE_STATUS.running;
       log.info({ party: config.party.index, peerId: identity.peerId, listen: network.getMultiaddrs().map(String), admin: admin.socketPath, metrics: node.http?.url }, 'party node running');
+      const missing = missingNodeOptions();
+      if (missing.length > 0) log.warn({ missing }, 'node was started without the daemon\'s options: bulk MPC transfers cost more CPU (README, "Node options")');
       return node;
     } catch (e) {
       for (const u of undo.reverse()) await u().catch(() => {});

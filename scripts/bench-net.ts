@@ -5,7 +5,8 @@
  * same send-side copy, in the same run.
  *
  * Two nodes in two child processes (a receiver that echoes small messages and
- * a sender that measures); this process only coordinates. Throughput: K
+ * a sender that measures), both started with the daemon's Node options; this
+ * process only coordinates. Throughput: K
  * messages sent back to back, then an 8-byte marker whose echo proves that
  * everything before it arrived (per-pair order). RTT: one message and the
  * marker's echo, i.e. one-way time of the message plus a small-message return.
@@ -27,6 +28,7 @@ import { createPartyNode } from '../daemon/network/node.ts';
 import { createMpcNetwork } from '../daemon/network/mpc-transport.ts';
 import { FrameDecoder, FrameError, encodeHeader, sessionKey } from '../daemon/network/frames.ts';
 import { FRAME_KIND } from '../daemon/network/constants.ts';
+import { DAEMON_NODE_OPTIONS } from '../daemon/node-options.ts';
 import type { PartyIndex } from '../protocols/transport.ts';
 
 const MiB = 1024 * 1024;
@@ -235,7 +237,8 @@ async function child(): Promise<void> {
 }
 
 function spawn(profileDir: string | null): ChildProcess {
-  const execArgv = [...process.execArgv, '--max-old-space-size=8192'];
+  // Both transports run under the daemon's Node options (daemon/node-options.ts), so the runtime is the same on both sides.
+  const execArgv = [...process.execArgv, ...DAEMON_NODE_OPTIONS, '--max-old-space-size=8192'];
   if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
   return fork(process.argv[1], ['--child'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
@@ -314,9 +317,9 @@ async function main(): Promise<void> {
     rows.push([label(l.bytes), fmt(l.MiBs, 1), fmt(r.MiBs, 1), fmt(ratio, 2), fmt(l.rttMs, 2), fmt(r.rttMs, 2), pair(l.senderCpuSecPerGiB, l.receiverCpuSecPerGiB), pair(r.senderCpuSecPerGiB, r.receiverCpuSecPerGiB)]);
   });
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  console.log(`MPC channel: two processes on 127.0.0.1, node ${process.version}, best of ${trials} trial(s)${quick ? ', quick' : ''}`);
+  console.log(`MPC channel: two processes on 127.0.0.1, node ${process.version} ${DAEMON_NODE_OPTIONS.join(' ')}, best of ${trials} trial(s)${quick ? ', quick' : ''}`);
   for (const r of rows) console.log(r.map((v, c) => (c === 0 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join('  '));
-  if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ node: process.version, quick, trials, sizes: json }, null, 2) + '\n');
+  if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ node: process.version, nodeOptions: DAEMON_NODE_OPTIONS, quick, trials, sizes: json }, null, 2) + '\n');
 }
 
 /** Per figure, the best trial: highest throughput, lowest latency and CPU. */

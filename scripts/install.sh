@@ -46,7 +46,7 @@ chmod -R go-w "$LIB"
 
 cat > "$ROOT/usr/bin/qmpc" <<'SH'
 #!/bin/sh
-exec /usr/lib/qmpc/node_modules/node/bin/node /usr/lib/qmpc/daemon/cli.ts "$@"
+exec /usr/lib/qmpc/node_modules/node/bin/node --max-semi-space-size=2 /usr/lib/qmpc/daemon/cli.ts "$@"
 SH
 chmod 0755 "$ROOT/usr/bin/qmpc"
 # The unit runs the pinned Node directly (no shell in between, so signals and sd_notify reach it).

@@ -4,6 +4,7 @@
  * Every wait is bounded; `stop()` sends SIGTERM and escalates to SIGKILL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { DAEMON_NODE_OPTIONS } from '../daemon/node-options.ts';
 import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +49,7 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
   const cluster: LocalCluster = {
     layout, dir, procs, logFile,
     async start(i, o = {}) {
-      const args = [CLI, 'daemon', '--config', layout.configs[i], ...(opts.sets ?? []).flatMap((s) => ['--set', s])];
+      const args = [...DAEMON_NODE_OPTIONS, CLI, 'daemon', '--config', layout.configs[i], ...(opts.sets ?? []).flatMap((s) => ['--set', s])];
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
       const log = createWriteStream(logFile(i), { flags: 'a' });
       child.stdout!.pipe(log);

@@ -24,6 +24,7 @@ import { ENV_ALIASES } from '../daemon/config/load.ts';
 import { createNetnsLab, netnsUnavailable, sweepStaleNetns, type NetnsHost, type NetnsLab } from './helpers/netns.ts';
 import type { ClientReply, ClientRequest } from './helpers/netns-client.ts';
 import { waitFor } from '../scripts/wait-for.ts';
+import { DAEMON_NODE_OPTIONS } from '../daemon/node-options.ts';
 import { maxAbsDiff, meanVariance } from './helpers/daemon-cluster.ts';
 import { softmaxRows } from './helpers/float-reference.ts';
 
@@ -146,7 +147,7 @@ t.test('three hosts on a bridge: mDNS discovery, a job, a partition, a heal', { 
 
   const startParty = (i: number) => {
     if (ended.signal.aborted) throw new Error('the test ended; not starting a daemon');
-    const argv = ['timeout', '-k', '5', String(DAEMON_MAX_LIFE_S), process.execPath, CLI, 'daemon', '--config', layout.configs[i]];
+    const argv = ['timeout', '-k', '5', String(DAEMON_MAX_LIFE_S), process.execPath, ...DAEMON_NODE_OPTIONS, CLI, 'daemon', '--config', layout.configs[i]];
     const child = spawn('ip', lab!.execArgs(partyHost(i), argv), { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(), cwd: dir });
     const log = createWriteStream(join(dir, `party-${i}`, 'daemon.log'), { flags: 'a' });
     child.stdout!.pipe(log);

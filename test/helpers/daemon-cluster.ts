@@ -4,6 +4,7 @@
  * job kinds. Nothing here waits without a limit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { DAEMON_NODE_OPTIONS } from '../../daemon/node-options.ts';
 import { createServer } from 'node:net';
 import { softmaxRows } from './float-reference.ts';
 import { uniform } from './three-parties.ts';
@@ -56,7 +57,7 @@ const live = new Set<ChildProcess>();
 /** Runs `node daemon/cli.ts ARGS…`; SIGKILLs it after timeoutMs (the result then has signal SIGKILL). */
 export function runCli(args: string[], timeoutMs = 30_000): Promise<CliResult> {
   const started = performance.now();
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...DAEMON_NODE_OPTIONS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let stdout = '', stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
