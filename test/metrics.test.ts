@@ -225,7 +225,7 @@ t.test('GET /metrics: Prometheus text with every metric family, its type and rec
     'qmpc_peers_refused_total{reason="not_in_committee"}': 1,
     'security_threats_detected_total{kind="plan_digest_mismatch"}': 1,
     'qmpc_admin_requests_total{cmd="status",result="ok"}': 1,
-    [`qmpc_build_info{version="${version}",node="${process.version}"}`]: 1,
+    [`qmpc_build_info{version="${version}",node="${process.versions.node}"}`]: 1,
   };
   for (const [key, v] of Object.entries(expected)) t.equal(samples.get(key), v, key);
   t.ok((samples.get('memory_usage_bytes{type="rss"}') ?? 0) > 1e6, 'rss is measured');
@@ -400,5 +400,5 @@ t.test('the registry is shared with libp2p\'s Prometheus metrics', async (t) => 
   const { families, samples } = checkExposition(await (await fetch(server.url + '/metrics')).text());
   t.equal(families.get('nodejs_memory_usage_bytes'), 'gauge', 'libp2p metric present');
   t.equal(samples.get('qmpc_mpc_rounds_total'), 5, 'qmpc metric present');
-  t.equal(samples.get(`qmpc_build_info{version="9.9.9",node="${process.version}"}`), 1);
+  t.equal(samples.get(`qmpc_build_info{version="9.9.9",node="${process.versions.node}"}`), 1);
 });

@@ -217,7 +217,7 @@ function build(registry: Registry, opts: CreateMetricsOptions): QmpcMetrics {
 
   const adminRequests = new Counter({ name: 'qmpc_admin_requests_total', help: 'Admin socket requests, by command and result', labelNames: ['cmd', 'result'] as const, registers });
   const buildInfo = new Gauge({ name: 'qmpc_build_info', help: 'Always 1; labels name the qmpc and Node.js versions', labelNames: ['version', 'node'] as const, registers });
-  buildInfo.set({ version: opts.version ?? VERSION, node: process.version }, 1);
+  buildInfo.set({ version: opts.version ?? VERSION, node: process.versions.node }, 1);
 
   return {
     registry,
