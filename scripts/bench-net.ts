@@ -6,10 +6,10 @@
  *
  * Two nodes in two child processes (a receiver that echoes small messages and
  * a sender that measures), both started with the daemon's Node options; this
- * process only coordinates. Throughput: K
- * messages sent back to back, then an 8-byte marker whose echo proves that
- * everything before it arrived (per-pair order). RTT: one message and the
- * marker's echo, i.e. one-way time of the message plus a small-message return.
+ * process only coordinates. Throughput: K messages sent back to back, then an
+ * 8-byte marker whose echo proves that everything before it arrived (per-pair
+ * order). RTT: one message and the marker's echo, i.e. one-way time of the
+ * message plus a small-message return.
  *
  * The two transports run alternately, --trials times (default 3), and each
  * figure is the best trial: on a shared machine the best run is the one least

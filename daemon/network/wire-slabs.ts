@@ -66,7 +66,7 @@ export class WireSlabs {
     if (this.owned.has(buf)) this.inFlight.push({ slab: buf, end: this.handed });
   }
 
-  /** Slabs this pool owns, in flight or free (for tests and metrics). */
+  /** Slabs this pool owns, in flight or free. */
   get size(): number {
     return this.slabs;
   }
